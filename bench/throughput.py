@@ -1,0 +1,183 @@
+"""SET+GET throughput: geredis vs redis-py under gevent, same server, same run.
+
+    REDIS_URL=redis://127.0.0.1:6379/0 python bench/throughput.py [--seconds 2] [--rounds 3]
+
+Every cell runs in a fresh process that calls ``gevent.monkey.patch_all()``
+first (as a gevent web app does), starts C greenlets that each loop
+``set(k, v); get(k)`` on their own key for a fixed time, and reports
+operations per second (a SET+GET pair counts 2). Configurations:
+
+* ``geredis``: one geredis client (one multiplexed connection);
+* ``redis-py blocking(50)``: ``redis.Redis`` on ``BlockingConnectionPool(50)``
+  with gevent's LifoQueue, the setting redis-py's tracker recommends;
+* ``redis-py pool(unbounded)``: ``ConnectionPool(max_connections=2**31)``.
+
+redis-py uses its hiredis parser (checked). Rounds interleave the
+configurations and the median of the rounds is printed, with each redis-py
+setting's ratio to geredis, since the machine is shared and noisy. Results go
+to ``bench/results/throughput.json`` and a plot to ``bench/throughput.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONFIGS = ["geredis", "redis-py blocking(50)", "redis-py pool(unbounded)"]
+CONCURRENCY = [1, 10, 100, 1000, 10000]
+
+
+def worker(config: str, greenlets: int, seconds: float, url: str) -> Dict[str, Any]:
+    from gevent import monkey
+
+    monkey.patch_all()
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    import gevent
+    import gevent.queue
+    import redis
+
+    if config == "geredis":
+        import geredis
+
+        client: Any = geredis.Redis.from_url(url, socket_timeout=60)
+    elif config == "redis-py blocking(50)":
+        from redis.utils import HIREDIS_AVAILABLE
+
+        assert HIREDIS_AVAILABLE
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=50, timeout=60, queue_class=gevent.queue.LifoQueue
+        )
+        client = redis.Redis(connection_pool=pool)
+    else:
+        pool = redis.ConnectionPool.from_url(url, max_connections=2**31)
+        client = redis.Redis(connection_pool=pool)
+    client.ping()
+
+    stop = [False]
+    counts = [0] * greenlets
+    errors = [0]
+
+    def loop(i: int) -> None:
+        key, value = f"bench:{i}", f"value-{i}"
+        while not stop[0]:
+            try:
+                client.set(key, value)
+                if client.get(key) != value.encode():
+                    raise AssertionError("wrong value")
+                counts[i] += 2
+            except redis.RedisError:
+                errors[0] += 1
+                gevent.sleep(0.001)
+
+    workers = [gevent.spawn(loop, i) for i in range(greenlets)]
+    gevent.sleep(min(0.5, seconds / 4))  # warm up: connections, pools
+    before, started = sum(counts), time.perf_counter()
+    gevent.sleep(seconds)
+    after, elapsed = sum(counts), time.perf_counter() - started
+    stop[0] = True
+    gevent.joinall(workers)
+    client.close()
+    return {"ops": (after - before) / elapsed, "errors": errors[0]}
+
+
+def run_cell(config: str, greenlets: int, seconds: float, url: str) -> Dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", config, str(greenlets), str(seconds), url],
+        capture_output=True,
+        text=True,
+        timeout=seconds * 10 + 60,
+    )
+    if out.returncode != 0:
+        return {"ops": 0.0, "errors": -1, "stderr": out.stderr[-500:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, nargs="*", default=CONCURRENCY)
+    args = parser.parse_args()
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+    import redis
+
+    admin = redis.Redis.from_url(url)
+    try:
+        admin.config_set("maxclients", 20000)
+    except redis.ResponseError as exc:
+        print(f"note: could not raise maxclients ({exc}); the unbounded pool may hit it")
+    version = admin.info("server")["redis_version"]
+    admin.close()
+
+    results: Dict[str, Dict[int, List[float]]] = {c: {n: [] for n in args.concurrency} for c in CONFIGS}
+    errors: Dict[str, Dict[int, int]] = {c: {n: 0 for n in args.concurrency} for c in CONFIGS}
+    for round_ in range(args.rounds):
+        for n in args.concurrency:
+            for config in CONFIGS:
+                cell = run_cell(config, n, args.seconds, url)
+                results[config][n].append(cell["ops"])
+                errors[config][n] += max(cell["errors"], 0)
+                if "stderr" in cell:
+                    print(f"  {config} @ {n}: failed: {cell['stderr']}", file=sys.stderr)
+        print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
+
+    median = {c: {n: statistics.median(v) for n, v in per.items()} for c, per in results.items()}
+    print(f"\nSET+GET ops/s, median of {args.rounds} x {args.seconds:g}s, redis-server {version},"
+          f" {os.cpu_count()} cores, gevent-patched processes")
+    header = f"{'greenlets':>9} | " + " | ".join(f"{c:>24}" for c in CONFIGS)
+    header += " | geredis / best redis-py"
+    print(header)
+    print("-" * len(header))
+    for n in args.concurrency:
+        row = [median[c][n] for c in CONFIGS]
+        best = max(row[1:]) or 1.0
+        cells = " | ".join(f"{v:>24,.0f}" for v in row)
+        print(f"{n:>9} | {cells} | {row[0] / best:>6.1f}x")
+    for c in CONFIGS:
+        if any(errors[c].values()):
+            print(f"errors raised to callers for {c}: {errors[c]}")
+
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    with open(os.path.join(HERE, "results", "throughput.json"), "w") as f:
+        json.dump({"median": median, "raw": results, "errors": errors}, f, indent=1)
+    plot(median, args.concurrency, os.path.join(HERE, "throughput.png"))
+
+
+def plot(median: Dict[str, Dict[int, float]], concurrency: List[int], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for config in CONFIGS:
+        ax.plot(concurrency, [median[config][n] for n in concurrency], marker="o", label=config)
+    ax.set_xscale("log")
+    ax.set_xlabel("concurrent greenlets")
+    ax.set_ylabel("SET+GET operations / s")
+    ax.set_title("geredis vs redis-py under gevent (same server, same run)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot written to {path}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        _, _, config, n, seconds, url = sys.argv
+        print(json.dumps(worker(config, int(n), float(seconds), url)))
+    else:
+        main()

@@ -1,0 +1,30 @@
+"""geredis: a Redis client for gevent that auto-pipelines many greenlets'
+commands over one connection, with redis-py's API.
+
+    import geredis
+    r = geredis.Redis(host="127.0.0.1", port=6379, decode_responses=True)
+    r.set("k", "v"); r.get("k")          # from any number of greenlets
+"""
+
+from .__about__ import __version__
+from .client import Futures, Redis, from_url
+from .connection import Connection, State
+from .exceptions import (
+    ClientClosedError,
+    ConnectionClosedError,
+    ProtocolError,
+    SharedConnectionError,
+)
+
+__all__ = [
+    "ClientClosedError",
+    "Connection",
+    "ConnectionClosedError",
+    "Futures",
+    "ProtocolError",
+    "Redis",
+    "SharedConnectionError",
+    "State",
+    "__version__",
+    "from_url",
+]

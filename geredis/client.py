@@ -1,0 +1,311 @@
+"""``geredis.Redis``: redis-py's command API over one multiplexed connection.
+
+How this works: :class:`Redis` subclasses ``redis.Redis`` for its command
+mixins (``r.get``, ``r.hgetall``, ... all end in ``execute_command``) and
+``isinstance`` compatibility, but never runs its constructor or touches its
+connection pool. ``execute_command`` is the whole I/O path:
+
+1. refuse, before anything is queued, a command that cannot share the
+   connection (``routing.py``); encode the command (a bad argument type raises
+   ``DataError`` here, nothing queued);
+2. append it to the shared :class:`~geredis.connection.Connection` (opened
+   lazily, and opened anew after it broke) and wait for the reply for at most
+   ``socket_timeout`` seconds;
+3. raise an error reply, or run redis-py's response callback for the command
+   and return its result, exactly as ``redis.Redis`` would.
+
+A caller that times out (``redis.TimeoutError``), is killed or hits its own
+``gevent.Timeout`` just stops waiting: its reply is dropped when it arrives.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Dict, Optional, Type, TypeVar
+
+import redis
+from gevent.event import AsyncResult
+from gevent.hub import Waiter
+from redis._parsers.encoders import Encoder
+from redis.client import EMPTY_RESPONSE, NEVER_DECODE, CaseInsensitiveDict
+from redis.commands import CoreCommands
+from redis.exceptions import ResponseError
+
+from .connection import Connection, State
+from .exceptions import ClientClosedError, SharedConnectionError
+from .protocol import Packer
+from .routing import ROUTES
+from .settings import ConnectionSettings, parse_url
+from .slots import FutureSlot
+
+__all__ = ["Redis", "from_url"]
+
+_OPEN = State.OPEN
+_CLOSED = State.CLOSED
+_dict_get = dict.get
+_R = TypeVar("_R", bound="Redis")
+
+# redis-py constructor arguments geredis takes as they are.
+_SUPPORTED = {f for f in ConnectionSettings.__dataclass_fields__} | {"parser"}
+# Every other redis.Redis argument is accepted only at its default value.
+_REDIS_DEFAULTS = {
+    name: param.default
+    for name, param in inspect.signature(redis.Redis.__init__).parameters.items()
+    if name != "self" and name not in _SUPPORTED
+}
+_SENTINEL_ARGS = {"lib_name", "lib_version", "socket_keepalive_options"}
+_callback_tables: Dict[Any, Dict[str, Any]] = {}
+
+
+def _response_callbacks(protocol: Optional[int], legacy: bool) -> CaseInsensitiveDict:
+    """redis-py's callback table for the user's protocol value (None, 2, 3).
+
+    Read through redis-py's public attribute, once per combination: building a
+    ``redis.Redis`` does no I/O.
+    """
+    key = (protocol, legacy)
+    if key not in _callback_tables:
+        probe = redis.Redis(protocol=protocol, legacy_responses=legacy)
+        _callback_tables[key] = dict(probe.response_callbacks)
+        probe.close()
+    return CaseInsensitiveDict(_callback_tables[key])
+
+
+def _check_unsupported(kwargs: Dict[str, Any]) -> None:
+    for name, value in kwargs.items():
+        if name not in _REDIS_DEFAULTS:
+            raise TypeError(f"geredis.Redis() got an unexpected keyword argument {name!r}")
+        default = _REDIS_DEFAULTS[name]
+        if value is not default and value != default:
+            raise ValueError(
+                f"geredis.Redis() does not support {name}={value!r}; leave it at its"
+                f" default ({default!r})"
+            )
+
+
+class _PoolView:
+    """Enough of ``connection_pool`` for redis-py code that inspects a client
+    (``connection_kwargs``, ``get_encoder``, ``get_protocol``)."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+
+    @property
+    def connection_kwargs(self) -> Dict[str, Any]:
+        return self.settings.connection_kwargs()
+
+    def get_encoder(self) -> Encoder:
+        s = self.settings
+        return Encoder(s.encoding, s.encoding_errors, s.decode_responses)
+
+    def get_protocol(self) -> Optional[int]:
+        return self.settings.protocol
+
+
+class Redis(redis.Redis):  # type: ignore[misc]
+    """A Redis client whose commands, from any number of greenlets, share one
+    auto-pipelined connection. Takes ``redis.Redis``'s arguments.
+
+    Args:
+        host, port, unix_socket_path, db, username, password,
+        credential_provider, socket_timeout, socket_connect_timeout,
+        socket_keepalive, socket_keepalive_options, encoding,
+        encoding_errors, decode_responses, protocol, legacy_responses,
+        client_name, lib_name, lib_version: as in ``redis.Redis``.
+            ``socket_timeout`` bounds each command's wait for its reply.
+        parser: ``"auto"`` (hiredis when installed), ``"hiredis"`` or
+            ``"python"``.
+
+    Other ``redis.Redis`` arguments are accepted only at their default value;
+    anything else raises ``ValueError`` rather than being ignored.
+    """
+
+    _is_async_client = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._connection: Optional[Connection] = None
+        self._closed = False
+        settings_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _SUPPORTED}
+        self._parser = settings_kwargs.pop("parser", "auto")
+        for name in _SENTINEL_ARGS & settings_kwargs.keys():
+            if settings_kwargs[name] is _REDIS_SENTINEL:
+                del settings_kwargs[name]
+        _check_unsupported(kwargs)
+        self.settings = settings = ConnectionSettings(**settings_kwargs)
+        self._timeout = settings.socket_timeout
+        self._packer = Packer(settings.encoding, settings.encoding_errors)
+        self.connection_pool = _PoolView(settings)
+        self.connection = None
+        self.response_callbacks = _response_callbacks(
+            settings.protocol, settings.legacy_responses
+        )
+        self.futures = Futures(self)
+
+    @classmethod
+    def from_url(cls: Type[_R], url: str, **kwargs: Any) -> _R:
+        """A client for a ``redis://`` or ``unix://`` URL; ``kwargs`` win over
+        the URL's options."""
+        options = parse_url(url)
+        options.update(kwargs)
+        return cls(**options)
+
+    def __repr__(self) -> str:
+        conn = self._connection
+        if self._closed:
+            state, pending = "CLOSED", 0
+        elif conn is None:
+            state, pending = "IDLE", 0
+        else:
+            state, pending = conn.state.value, conn.pending
+        return (
+            f"<geredis.Redis {self.settings.address} db={self.settings.db}"
+            f" {state} pending={pending}>"
+        )
+
+    # -- the command path ---------------------------------------------------
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        """Send one command and return its reply, after redis-py's callback."""
+        name = args[0]
+        command = name.upper() if type(name) is str else _command_name(name)
+        route = ROUTES.get(command)
+        if route is not None:
+            route(self, command, args)
+        packed = self._packer.pack(args)
+        conn = self._connection
+        if conn is None or conn.state is not _OPEN:
+            conn = self._usable_connection()
+        waiter = Waiter()
+        conn.submit(packed, waiter, NEVER_DECODE in options)
+        reply = waiter.get()  # TimeoutError after socket_timeout
+        if options or isinstance(reply, Exception):
+            return self._finish(command, reply, options)
+        callback = _dict_get(self.response_callbacks, command)
+        if callback is not None:
+            return callback(reply)
+        return reply
+
+    def execute_async(self, *args: Any, **options: Any) -> AsyncResult:
+        """Send one command now; return an ``AsyncResult`` for its result.
+
+        The result holds what ``execute_command`` would return (after the
+        response callback) or raises what it would raise, including
+        ``TimeoutError`` once ``socket_timeout`` passes without a reply.
+        """
+        name = args[0]
+        command = name.upper() if type(name) is str else _command_name(name)
+        route = ROUTES.get(command)
+        if route is not None:
+            route(self, command, args)
+        packed = self._packer.pack(args)
+        conn = self._connection
+        if conn is None or conn.state is not _OPEN:
+            conn = self._usable_connection()
+        slot = FutureSlot()
+        conn.submit(packed, slot, NEVER_DECODE in options)
+        result = AsyncResult()
+
+        def resolve(done: AsyncResult) -> None:
+            try:
+                if done.successful():
+                    result.set(self._finish(command, done.value, options))
+                else:
+                    result.set_exception(done.exception)
+            except Exception as exc:
+                result.set_exception(exc)
+
+        slot.rawlink(resolve)
+        return result
+
+    def _usable_connection(self) -> Connection:
+        if self._closed:
+            raise ClientClosedError("this geredis client was closed")
+        conn = self._connection
+        if conn is None or conn.state is _CLOSED:
+            conn = self._connection = Connection(self.settings, parser=self._parser)
+        return conn
+
+    def _finish(self, command: str, reply: Any, options: Dict[str, Any]) -> Any:
+        if isinstance(reply, Exception):
+            if EMPTY_RESPONSE in options and isinstance(reply, ResponseError):
+                return options[EMPTY_RESPONSE]
+            raise reply
+        if options:
+            options.pop("keys", None)
+            options.pop(EMPTY_RESPONSE, None)
+            options.pop(NEVER_DECODE, None)
+        callback = _dict_get(self.response_callbacks, command)
+        if callback is not None:
+            return callback(reply, **options)
+        return reply
+
+    # -- redis-py's client-level API ------------------------------------------
+
+    def get_encoder(self) -> Encoder:
+        return self.connection_pool.get_encoder()
+
+    def get_connection_kwargs(self) -> Dict[str, Any]:
+        return self.settings.connection_kwargs()
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Refuse new commands, let queued ones finish, then close.
+
+        ``timeout`` (default: ``socket_timeout``) bounds the wait for replies
+        still pending; they then fail with ``ClientClosedError``.
+        """
+        self._closed = True
+        conn = self._connection
+        if conn is not None:
+            conn.close(self._timeout if timeout is None else timeout)
+
+    def __del__(self) -> None:
+        conn = getattr(self, "_connection", None)
+        if conn is not None:
+            conn.close_nowait()
+
+    def _not_yet(self, feature: str) -> SharedConnectionError:
+        return SharedConnectionError(f"{feature} is not available in geredis yet")
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        raise self._not_yet("pipeline()")
+
+    def transaction(self, func: Any, *watches: Any, **kwargs: Any) -> Any:
+        raise self._not_yet("transaction()")
+
+    def pubsub(self, **kwargs: Any) -> Any:
+        raise self._not_yet("pubsub()")
+
+    def monitor(self) -> Any:
+        raise self._not_yet("monitor()")
+
+    def client(self) -> Any:
+        raise self._not_yet("client()")
+
+
+class Futures(CoreCommands):  # type: ignore[misc]
+    """``r.futures.get("k")``: every command method, returning an AsyncResult.
+
+    Only for commands that return the server's reply as it is (most of them);
+    helpers that post-process in Python (``scan_iter``, ``lock``) need the
+    blocking client.
+    """
+
+    _is_async_client = False
+
+    def __init__(self, client: Redis) -> None:
+        self.execute_command = client.execute_async
+        self.get_encoder = client.get_encoder
+
+
+def _command_name(name: Any) -> str:
+    if isinstance(name, (bytes, bytearray, memoryview)):
+        return bytes(name).decode("ascii", "replace").upper()
+    return str(name).upper()
+
+
+_REDIS_SENTINEL = _REDIS_DEFAULTS.get("driver_info")
+
+
+def from_url(url: str, **kwargs: Any) -> Redis:
+    """``geredis.Redis.from_url(url, **kwargs)``."""
+    return Redis.from_url(url, **kwargs)

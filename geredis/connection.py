@@ -1,0 +1,431 @@
+"""One Redis connection shared by many greenlets: a FIFO of results, one
+writer, one reader.
+
+How this works (hiredis's async context, in gevent terms):
+
+* A caller hands :meth:`Connection.submit` a command already packed to bytes.
+  ``submit`` appends the caller's result slot to ``_pending`` and the bytes to
+  ``_outbuf`` **with no greenlet switch in between**, so slot order is wire
+  order. It then schedules one ``_flush`` hub callback (a flag keeps it to one
+  per hub pass) and returns the slot; the caller blocks on it.
+* ``_flush`` runs in the hub after every greenlet woken in that pass has queued
+  its command: it joins ``_outbuf`` and makes one non-blocking ``send``. What
+  the kernel does not take goes to a writer greenlet (``_drain``) that loops
+  ``sendall`` until ``_outbuf`` is empty. Callers never touch the socket, so a
+  caller's timeout or kill can never leave half a command on the wire.
+* The reader greenlet (``_run``) connects, performs the handshake, then loops
+  ``recv_into`` a reusable buffer, feeds the parser and resolves slots in FIFO
+  order. An error reply is a value for its own caller; the connection lives on.
+* A caller that gives up leaves its slot in ``_pending``: the late reply still
+  pops it, and is dropped there, never handed to the next caller.
+* Exactly once: every slot is resolved once, by its reply or, when the stream
+  breaks (EOF, reset, garbage, a reply nobody asked for), by ``_fail``, which
+  moves the state to CLOSED, closes the socket and fails every pending slot
+  with a ConnectionError. A CLOSED connection is never reused; the owner opens
+  a new one.
+
+State: CONNECTING -> OPEN -> CLOSING -> CLOSED (any state may jump to CLOSED).
+Commands may be submitted while CONNECTING (they leave after the handshake)
+and while OPEN; CLOSING lets the pending ones finish.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from itertools import islice
+from typing import Any, Callable, Deque, List, Optional
+
+import gevent
+from gevent import getcurrent
+from gevent.event import Event
+from gevent.greenlet import Greenlet
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from .exceptions import ClientClosedError, ConnectionClosedError, ProtocolError, TimeoutError
+from .network import open_socket
+from .protocol import NEED_DATA, PUSH_TYPES, Packer, make_reader
+from .settings import ConnectionSettings
+from .slots import RawSlot, failure_for
+
+__all__ = ["BackgroundGreenlet", "Connection", "State"]
+
+logger = logging.getLogger("geredis.connection")
+
+#: Size of the reusable receive buffer.
+READ_SIZE = 65536
+
+
+class BackgroundGreenlet(Greenlet):  # type: ignore[misc]
+    """A greenlet geredis runs for itself (reader, writer). It handles every
+    error it expects; anything reaching gevent's hub from one is a bug."""
+
+
+class State(enum.Enum):
+    """Where a connection is in its life."""
+
+    CONNECTING = "CONNECTING"  #: socket and handshake under way; commands queue
+    OPEN = "OPEN"  #: commands flow
+    CLOSING = "CLOSING"  #: no new commands; pending ones finish, then CLOSED
+    CLOSED = "CLOSED"  #: socket closed, every slot resolved; never reused
+
+
+_CONNECTING, _OPEN, _CLOSING, _CLOSED = State
+
+
+class Connection:
+    """A multiplexed connection. See the module comment for how it works.
+
+    Args:
+        settings: where to connect and how to initialise the connection.
+        on_push: called in the reader greenlet with each RESP3 push message
+            (pub/sub messages, invalidations); pushes are dropped when None.
+        parser: ``"auto"``, ``"hiredis"`` or ``"python"``.
+    """
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        on_push: Optional[Callable[[List[Any]], None]] = None,
+        parser: str = "auto",
+    ) -> None:
+        self.settings = settings
+        self.state = _CONNECTING
+        self.on_push = on_push
+        #: The error that closed the connection, once CLOSED.
+        self.error: Optional[BaseException] = None
+        self._pending: Deque[Any] = deque()
+        self._deadlines: Deque[float] = deque()  # one per slot when timing out
+        self._timeout = settings.socket_timeout
+        self._timer: Any = None  # fires at the oldest pending deadline
+        self._expired = 0  # slots at the FIFO's head already timed out
+        self._outbuf: List[Any] = []
+        self._raw_count = 0  # RawSlots in _pending: replies read undecoded
+        self._flush_scheduled = False
+        self._writing = False
+        self._sock: Any = None
+        self._raw_send: Any = None
+        decode = settings.encoding if settings.decode_responses else None
+        self._reader = make_reader(
+            encoding=decode, errors=settings.encoding_errors, parser=parser
+        )
+        self._packer = Packer(settings.encoding, settings.encoding_errors)
+        self._loop = gevent.get_hub().loop
+        self._closed = Event()
+        self._writer: Optional[Greenlet] = None
+        self._greenlet: Greenlet = BackgroundGreenlet.spawn(self._run)
+
+    def __repr__(self) -> str:
+        return (
+            f"<geredis.Connection {self.settings.address} {self.state.value}"
+            f" pending={len(self._pending)}>"
+        )
+
+    @property
+    def pending(self) -> int:
+        """Commands sent or queued whose reply has not arrived yet."""
+        return len(self._pending)
+
+    # -- callers' side -----------------------------------------------------
+
+    def submit(self, packed: bytes, slot: Any, raw: bool = False) -> None:
+        """Queue one packed command whose reply will resolve ``slot``.
+
+        The caller must have checked that the state is CONNECTING or OPEN.
+        With ``raw`` the reply is read without decoding (NEVER_DECODE).
+        """
+        if raw and self.settings.decode_responses:
+            slot = RawSlot(slot)
+            self._raw_count += 1
+        # No greenlet switch from here to the end: slot order is wire order.
+        self._pending.append(slot)
+        if self._timeout is not None:
+            self._deadlines.append(self._loop.now() + self._timeout)
+            if self._timer is None:
+                self._arm_timer(self._timeout)
+        self._outbuf.append(packed)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.run_callback(self._flush)
+
+    def submit_batch(self, packed: bytes, slots: List[Any]) -> None:
+        """Queue several commands packed as one byte string, one slot per
+        reply, contiguously: no other caller's command lands between them."""
+        for slot in slots:
+            if type(slot) is RawSlot:
+                if self.settings.decode_responses:
+                    self._raw_count += 1
+                else:
+                    slot = slot.target
+            self._pending.append(slot)
+        if self._timeout is not None:
+            deadline = self._loop.now() + self._timeout
+            self._deadlines.extend([deadline] * len(slots))
+            if self._timer is None:
+                self._arm_timer(self._timeout)
+        self._outbuf.append(packed)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.run_callback(self._flush)
+
+    # -- timeouts ------------------------------------------------------------
+
+    def _arm_timer(self, delay: float) -> None:
+        self._timer = timer = self._loop.timer(max(delay, 0.0))
+        timer.start(self._on_timer)
+
+    def _on_timer(self) -> None:
+        # Runs in the hub. One timer per connection, armed for the oldest
+        # unexpired deadline: callers whose deadline passed get TimeoutError
+        # thrown in; their slots stay in the FIFO for the late replies.
+        self._timer.close()
+        self._timer = None
+        if self.state is _CLOSED:
+            return
+        now = self._loop.now()
+        expired = self._expired
+        for slot, deadline in islice(zip(self._pending, self._deadlines), expired, None):
+            if deadline > now:
+                self._arm_timer(deadline - now)
+                break
+            expired += 1
+            slot.throw(
+                TimeoutError(
+                    f"Timeout reading from {self.settings.address}: no reply"
+                    f" within {self._timeout}s"
+                )
+            )
+        self._expired = expired
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Refuse new commands, let the pending ones finish, then close.
+
+        Waits at most ``timeout`` seconds (forever when None) for the pending
+        replies; those still missing then fail with ClientClosedError. Returns
+        once the socket is closed and the connection's greenlets have ended.
+        """
+        self.close_nowait()
+        if not self._closed.wait(timeout):
+            self._fail(ClientClosedError("close() timed out waiting for replies"))
+        current = getcurrent()
+        for greenlet in (self._greenlet, self._writer):
+            if greenlet is not None and greenlet is not current:
+                greenlet.join()
+
+    def close_nowait(self) -> None:
+        """Start a clean close without waiting for it (safe in ``__del__``)."""
+        if self.state is _CONNECTING or self.state is _OPEN:
+            self.state = _CLOSING
+        if self.state is _CLOSING and not self._pending:
+            self._fail(ClientClosedError("connection closed by the client"))
+
+    # -- writing -----------------------------------------------------------
+
+    def _flush(self) -> None:
+        # Runs in the hub: it must never block.
+        self._flush_scheduled = False
+        out = self._outbuf
+        if self._writing or not out or self.state is _CONNECTING:
+            return
+        if self.state is _CLOSED:
+            out.clear()
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        try:
+            sent = self._raw_send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._fail(exc)
+            return
+        if sent < len(data):
+            out.append(memoryview(data)[sent:])
+            self._writing = True
+            self._writer = BackgroundGreenlet.spawn(self._drain)
+
+    def _drain(self) -> None:
+        # The writer greenlet: finishes what one non-blocking send could not.
+        out = self._outbuf
+        try:
+            while out and self.state is not _CLOSED:
+                data = out[0] if len(out) == 1 else b"".join(out)
+                out.clear()
+                self._sock.sendall(data)
+        except BaseException as exc:  # noqa: B902 - any failure ends the stream
+            self._fail(exc)
+        finally:
+            self._writing = False
+
+    # -- reading -----------------------------------------------------------
+
+    def _run(self) -> None:
+        # The reader greenlet: connect, handshake, then read until the end.
+        try:
+            self._open()
+            if self.state is _CONNECTING:
+                self.state = _OPEN
+            self._flush()
+            self._read_loop()
+            self._fail(ClientClosedError("connection closed by the client"))
+        except BaseException as exc:  # noqa: B902 - the stream is over
+            self._fail(exc)
+            if not _expected(exc):
+                raise
+
+    def _open(self) -> None:
+        # Connect and initialise within socket_connect_timeout, both together.
+        timeout = self.settings.socket_connect_timeout
+        timer = gevent.Timeout._start_new_or_dummy(timeout)
+        try:
+            self._sock = open_socket(self.settings)
+            self._raw_send = self._sock._sock.send
+            self._handshake()
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            raise ConnectionClosedError(
+                f"Timeout connecting to {self.settings.address} after {timeout}s"
+            ) from None
+        finally:
+            timer.close()
+
+    def _handshake(self) -> None:
+        steps = self.settings.handshake()
+        if not steps:
+            return
+        self._sock.sendall(b"".join(self._packer.pack(args) for args, _ in steps))
+        replies = self._read_replies(len(steps))
+        for (args, ignore_error), reply in zip(steps, replies):
+            if isinstance(reply, Exception) and not ignore_error:
+                if args[0] == "HELLO" and "unknown command" in str(reply):
+                    raise ConnectionClosedError(
+                        f"{self.settings.address} does not speak RESP3 (no HELLO);"
+                        " pass protocol=2"
+                    )
+                if isinstance(reply, RedisConnectionError):
+                    raise reply  # AuthenticationError and friends, as they are
+                raise ConnectionClosedError(f"handshake {args[0]} failed: {reply}")
+
+    def _read_replies(self, count: int) -> List[Any]:
+        replies: List[Any] = []
+        buf = bytearray(4096)
+        while True:
+            while len(replies) < count:
+                reply = self._reader.gets()
+                if reply is NEED_DATA:
+                    break
+                replies.append(reply)
+            if len(replies) == count:
+                return replies
+            n = self._sock.recv_into(buf)
+            if not n:
+                raise ConnectionClosedError(
+                    f"{self.settings.address} closed the connection during the handshake"
+                )
+            self._reader.feed(buf, 0, n)
+
+    def _read_loop(self) -> None:
+        recv_into = self._sock.recv_into
+        buf = bytearray(READ_SIZE)
+        feed = self._reader.feed
+        gets = self._reader.gets
+        pending = self._pending
+        popleft = pending.popleft
+        deadlines = self._deadlines
+        run_callback = self._loop.run_callback
+        wake = self._wake
+        push_types = PUSH_TYPES
+        while True:
+            if self.state is _CLOSING and not pending:
+                return
+            n = recv_into(buf)
+            if not n:
+                raise ConnectionClosedError(f"{self.settings.address} closed the connection")
+            feed(buf, 0, n)
+            woken: List[Any] = []
+            try:
+                while True:
+                    if self._raw_count and pending and type(pending[0]) is RawSlot:
+                        decode = False
+                    else:
+                        decode = True
+                    try:
+                        reply = gets(decode)
+                    except UnicodeDecodeError as exc:
+                        reply = exc  # this caller's problem, not the stream's
+                    if reply is NEED_DATA:
+                        break
+                    if type(reply) in push_types:
+                        if self.on_push is not None:
+                            self.on_push(reply)
+                        continue
+                    if not pending:
+                        raise ProtocolError(
+                            f"{self.settings.address} sent a reply nobody asked for: {reply!r:.80}"
+                        )
+                    woken.append(popleft())
+                    woken.append(reply)
+                    if deadlines:
+                        deadlines.popleft()
+                        if self._expired:
+                            self._expired -= 1
+                    if not decode:
+                        self._raw_count -= 1
+            finally:
+                if woken:
+                    # One hub callback resumes every caller answered by this
+                    # read; also when a later reply broke the stream.
+                    run_callback(wake, woken)
+            if n == READ_SIZE:
+                gevent.idle()  # more is waiting: let woken callers and timers run
+
+    @staticmethod
+    def _wake(woken: List[Any]) -> None:
+        # Runs in the hub: resume each caller with its reply, in FIFO order.
+        for i in range(0, len(woken), 2):
+            woken[i].switch(woken[i + 1])
+
+    # -- failing -----------------------------------------------------------
+
+    def _fail(self, exc: BaseException) -> None:
+        """Close for good: every pending slot fails with a ConnectionError.
+
+        Never blocks (it runs in hub callbacks too). Safe to call again.
+        """
+        if self.state is _CLOSED:
+            return
+        self.state = _CLOSED
+        self.error = exc
+        self._outbuf.clear()
+        if self._sock is not None:
+            self._sock.close()
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
+        pending = list(self._pending)
+        self._pending.clear()
+        self._deadlines.clear()
+        self._raw_count = self._expired = 0
+        if pending:
+            self._loop.run_callback(_throw_all, pending, exc, self.settings.address)
+        if self._greenlet is not getcurrent():
+            self._greenlet.kill(block=False)
+        self._closed.set()
+        if not isinstance(exc, ClientClosedError):
+            logger.debug("connection to %s closed: %r", self.settings.address, exc)
+
+
+def _throw_all(slots: List[Any], exc: BaseException, address: str) -> None:
+    # Runs in the hub: fail every slot of a broken connection, in FIFO order.
+    for slot in slots:
+        slot.throw(failure_for(exc, address))
+
+
+def _expected(exc: BaseException) -> bool:
+    """True for the ways a stream ends; anything else is a bug worth a report."""
+    return isinstance(exc, (OSError, RedisError, gevent.GreenletExit, gevent.Timeout))

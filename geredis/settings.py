@@ -1,0 +1,184 @@
+"""What a connection needs to know: address, credentials, timeouts, handshake.
+
+How this works: :class:`ConnectionSettings` is one frozen-by-convention record
+built once per client from redis-py-style keyword arguments (or a URL). Every
+new connection of that client (the shared one after a reconnect, and later
+dedicated ones) is opened from the same record, so the handshake state (AUTH,
+db, client name, protocol) is restored every time.
+
+:meth:`ConnectionSettings.handshake` returns the commands a fresh connection
+sends before any user command, all pipelined in one write:
+
+* RESP3: ``HELLO 3 [AUTH user pass] [SETNAME name]``;
+* RESP2: ``AUTH [user] pass`` and ``CLIENT SETNAME name``;
+* then ``CLIENT SETINFO LIB-NAME``/``LIB-VER`` (an error reply is ignored:
+  servers before 7.2 do not know it) and ``SELECT db`` when db is not 0.
+
+Passwords live here and nowhere else; ``repr`` never shows them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import parse_qs, unquote, urlparse
+
+from redis.credentials import CredentialProvider
+
+from . import __about__
+
+# (args, ignore_error_reply): one handshake step.
+HandshakeStep = Tuple[Tuple[Any, ...], bool]
+
+try:  # redis-py 8 defaults to a 5 s socket timeout; follow the installed one.
+    from redis._defaults import DEFAULT_SOCKET_TIMEOUT as _DEFAULT_TIMEOUT
+except ImportError:  # pragma: no cover - older redis-py
+    _DEFAULT_TIMEOUT = None
+
+
+def _to_bool(value: str) -> bool:
+    if value.upper() in ("", "0", "F", "FALSE", "N", "NO"):
+        return False
+    return True
+
+
+_URL_PARSERS: Dict[str, Callable[[str], Any]] = {
+    "db": int,
+    "socket_timeout": float,
+    "socket_connect_timeout": float,
+    "socket_keepalive": _to_bool,
+    "protocol": int,
+    "legacy_responses": _to_bool,
+    "decode_responses": _to_bool,
+    "client_name": str,
+    "encoding": str,
+    "encoding_errors": str,
+    "max_in_flight": int,
+}
+
+
+def parse_url(url: str) -> Dict[str, Any]:
+    """Turn ``redis://[[user]:pass@]host[:port][/db][?opt=v]`` or
+    ``unix://[[user]:pass@]/path/to.sock[?db=n]`` into constructor kwargs.
+
+    ``rediss://`` (TLS) is refused with a clear ``ValueError`` until TLS lands.
+    Unknown query options are refused too, rather than silently ignored.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme == "rediss":
+        raise ValueError("rediss:// (TLS) is not supported by geredis yet")
+    if parsed.scheme not in ("redis", "unix"):
+        raise ValueError("Redis URL must start with redis:// or unix://")
+    kwargs: Dict[str, Any] = {}
+    for name, values in parse_qs(parsed.query).items():
+        parser = _URL_PARSERS.get(name)
+        if parser is None:
+            raise ValueError(f"unsupported option {name!r} in Redis URL")
+        try:
+            kwargs[name] = parser(values[0])
+        except (TypeError, ValueError):
+            raise ValueError(f"invalid value for {name!r} in Redis URL") from None
+    if parsed.username:
+        kwargs["username"] = unquote(parsed.username)
+    if parsed.password:
+        kwargs["password"] = unquote(parsed.password)
+    if parsed.scheme == "unix":
+        if not parsed.path:
+            raise ValueError("unix:// URL needs a socket path")
+        kwargs["unix_socket_path"] = unquote(parsed.path)
+    else:
+        if parsed.hostname:
+            kwargs["host"] = unquote(parsed.hostname)
+        if parsed.port:
+            kwargs["port"] = parsed.port
+        path = parsed.path.strip("/")
+        if path and "db" not in kwargs:
+            try:
+                kwargs["db"] = int(unquote(path))
+            except ValueError:
+                raise ValueError(f"invalid database {path!r} in Redis URL") from None
+    return kwargs
+
+
+@dataclasses.dataclass
+class ConnectionSettings:
+    """Everything needed to open and initialise one connection."""
+
+    host: str = "localhost"
+    port: int = 6379
+    unix_socket_path: Optional[str] = None
+    db: int = 0
+    username: Optional[str] = None
+    password: Optional[str] = dataclasses.field(default=None, repr=False)
+    credential_provider: Optional[CredentialProvider] = dataclasses.field(
+        default=None, repr=False
+    )
+    socket_timeout: Optional[float] = _DEFAULT_TIMEOUT
+    socket_connect_timeout: Optional[float] = _DEFAULT_TIMEOUT
+    socket_keepalive: bool = True
+    socket_keepalive_options: Optional[Mapping[int, Any]] = None
+    #: The protocol the user asked for (None, 2 or 3); None speaks RESP3 like
+    #: redis-py 8, and picks redis-py's callback table for None.
+    protocol: Optional[int] = None
+    #: redis-py 8's choice between its legacy and unified reply shapes.
+    legacy_responses: bool = True
+    client_name: Optional[str] = None
+    lib_name: Optional[str] = "geredis"
+    lib_version: Optional[str] = __about__.__version__
+    encoding: str = "utf-8"
+    encoding_errors: str = "strict"
+    decode_responses: bool = False
+
+    @property
+    def wire_protocol(self) -> int:
+        """The RESP version spoken on the wire: 3 unless 2 was asked for."""
+        return 2 if self.protocol == 2 else 3
+
+    @property
+    def address(self) -> str:
+        """``host:port`` or the unix socket path, for messages and repr."""
+        if self.unix_socket_path:
+            return self.unix_socket_path
+        return f"{self.host}:{self.port}"
+
+    def credentials(self) -> Tuple[Optional[str], Optional[str]]:
+        """``(username, password)``, asking the credential provider each time
+        (its credentials may rotate between connections)."""
+        if self.credential_provider is not None:
+            creds = self.credential_provider.get_credentials()
+            if len(creds) == 1:
+                return None, creds[0]
+            return creds[0], creds[1]
+        return self.username, self.password
+
+    def handshake(self) -> List[HandshakeStep]:
+        """The commands that initialise a new connection, in order."""
+        steps: List[HandshakeStep] = []
+        username, password = self.credentials()
+        if self.wire_protocol == 3:
+            hello: List[Any] = ["HELLO", 3]
+            if password is not None:
+                hello += ["AUTH", username or "default", password]
+            if self.client_name:
+                hello += ["SETNAME", self.client_name]
+            steps.append((tuple(hello), False))
+        else:
+            if password is not None:
+                auth = ("AUTH", username, password) if username else ("AUTH", password)
+                steps.append((auth, False))
+            if self.client_name:
+                steps.append((("CLIENT", "SETNAME", self.client_name), False))
+        if self.lib_name:
+            steps.append((("CLIENT", "SETINFO", "LIB-NAME", self.lib_name), True))
+        if self.lib_version:
+            steps.append((("CLIENT", "SETINFO", "LIB-VER", self.lib_version), True))
+        if self.db:
+            steps.append((("SELECT", self.db), False))
+        return steps
+
+    def connection_kwargs(self) -> Dict[str, Any]:
+        """The dict redis-py code reads as ``connection_pool.connection_kwargs``."""
+        kwargs = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.unix_socket_path:
+            kwargs["path"] = self.unix_socket_path
+        return kwargs
