@@ -234,6 +234,11 @@ class Connection:
         if self.state is _CLOSED:
             out.clear()
             return
+        if self._raw_send is None:
+            # TLS: no non-blocking raw send; the writer greenlet sends it all.
+            self._writing = True
+            self._writer = BackgroundGreenlet.spawn(self._drain)
+            return
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         try:
@@ -283,7 +288,9 @@ class Connection:
         timer = gevent.Timeout._start_new_or_dummy(timeout)
         try:
             self._sock = open_socket(self.settings)
-            self._raw_send = self._sock._sock.send
+            # The plain socket's non-blocking send, for flushes from the hub;
+            # None for TLS, whose bytes must go through the SSL object.
+            self._raw_send = None if hasattr(self._sock, "_sslobj") else self._sock._sock.send
             self._handshake()
         except gevent.Timeout as exc:
             if exc is not timer:
@@ -391,6 +398,14 @@ class Connection:
             woken[i].switch(woken[i + 1])
 
     # -- failing -----------------------------------------------------------
+
+    def abort(self, exc: Optional[BaseException] = None) -> None:
+        """Close now: pending commands fail with a ConnectionError.
+
+        For a dedicated connection whose caller gave up before its reply (a
+        killed BLPOP must not pop an item into nowhere). Never blocks.
+        """
+        self._fail(exc or ClientClosedError("connection aborted by the client"))
 
     def _fail(self, exc: BaseException) -> None:
         """Close for good: every pending slot fails with a ConnectionError.

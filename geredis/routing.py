@@ -2,8 +2,9 @@
 
 How this works: ``ROUTES`` maps an upper-case command name (as redis-py's
 mixins pass it, multi-word names included: ``"CLIENT SETNAME"``) to a check
-that runs in the caller before anything is encoded or queued. A check either
-returns (the command goes out on the shared connection) or raises
+that runs in the caller before anything is encoded or queued. A check returns
+False (the command goes out on the shared connection), True (the command runs
+on a dedicated connection: ``Redis._execute_dedicated``), or raises
 :class:`~geredis.exceptions.SharedConnectionError` naming the API to use.
 Commands absent from ``ROUTES`` (nearly all) cost one dict lookup.
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["ROUTES"]
 
-Check = Callable[["Redis", str, Tuple[Any, ...]], None]
+Check = Callable[["Redis", str, Tuple[Any, ...]], bool]
 
 _BLOCKING = (
     "BLPOP BRPOP BRPOPLPUSH BLMOVE BLMPOP BZPOPMIN BZPOPMAX BZMPOP WAIT WAITAOF".split()
@@ -40,7 +41,7 @@ _TRANSACTION = "MULTI EXEC DISCARD WATCH UNWATCH".split()
 
 
 def _refuse(why: str) -> Check:
-    def check(client: "Redis", command: str, args: Tuple[Any, ...]) -> None:
+    def check(client: "Redis", command: str, args: Tuple[Any, ...]) -> bool:
         raise SharedConnectionError(f"{command} {why}")
 
     return check
@@ -55,23 +56,21 @@ def _word(value: Any) -> str:
 _REPLICATION = "turns its connection into a replication stream; use redis-cli or a replica"
 _CLUSTER = "changes connection state for cluster replicas; use a cluster client"
 
-_blocking = _refuse(
-    "blocks its connection, so it cannot run on geredis's shared connection"
-    " (dedicated connections for blocking commands are not implemented yet);"
-    " use a redis.Redis client for it"
-)
+def _blocking(client: "Redis", command: str, args: Tuple[Any, ...]) -> bool:
+    # Blocking commands run on a dedicated connection.
+    return True
 
 
-def _xread(client: "Redis", command: str, args: Tuple[Any, ...]) -> None:
+def _xread(client: "Redis", command: str, args: Tuple[Any, ...]) -> bool:
     # XREAD/XREADGROUP block only with the BLOCK option.
-    if any(_word(a) == "BLOCK" for a in args[1:] if isinstance(a, (str, bytes))):
-        _blocking(client, command, args)
+    return any(_word(a) == "BLOCK" for a in args[1:] if isinstance(a, (str, bytes)))
 
 
-def _client_setname(client: "Redis", command: str, args: Tuple[Any, ...]) -> None:
+def _client_setname(client: "Redis", command: str, args: Tuple[Any, ...]) -> bool:
     # Name the shared connection now and every connection opened later.
     name = args[1] if command == "CLIENT SETNAME" else args[2]
     client.settings.client_name = name.decode() if isinstance(name, bytes) else name
+    return False
 
 
 _CLIENT_SUBCOMMANDS: Dict[str, Check] = {
@@ -87,13 +86,14 @@ _CLIENT_SUBCOMMANDS: Dict[str, Check] = {
 }
 
 
-def _client(client: "Redis", command: str, args: Tuple[Any, ...]) -> None:
+def _client(client: "Redis", command: str, args: Tuple[Any, ...]) -> bool:
     # redis-py passes "CLIENT SETNAME" as one name; users may pass "CLIENT", "SETNAME".
     words = command.split()
     sub = words[1] if len(words) > 1 else (_word(args[1]) if len(args) > 1 else "")
     check = _CLIENT_SUBCOMMANDS.get(sub)
     if check is not None:
-        check(client, "CLIENT " + sub, args)
+        return check(client, "CLIENT " + sub, args)
+    return False
 
 
 ROUTES: Dict[str, Check] = {}
