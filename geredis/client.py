@@ -21,8 +21,10 @@ A caller that times out (``redis.TimeoutError``), is killed or hits its own
 from __future__ import annotations
 
 import inspect
+from time import monotonic
 from typing import Any, Dict, Optional, Type, TypeVar
 
+import gevent
 import redis
 from gevent.event import AsyncResult
 from gevent.hub import Waiter
@@ -32,8 +34,10 @@ from redis.commands import CoreCommands
 from redis.exceptions import ResponseError
 
 from .connection import Connection, State
-from .exceptions import ClientClosedError, SharedConnectionError
+from .exceptions import ClientClosedError, SharedConnectionError, TimeoutError
 from .protocol import Packer
+from .guards import check_thread, real_thread_id
+from .retry import RetryPolicy
 from .routing import ROUTES
 from .settings import ConnectionSettings, parse_url
 from .slots import FutureSlot
@@ -96,7 +100,7 @@ class _PoolView:
 
     def get_encoder(self) -> Encoder:
         s = self.settings
-        return Encoder(s.encoding, s.encoding_errors, s.decode_responses)
+        return Encoder(s.encoding, s.encoding_errors, s.decode_responses)  # type: ignore[no-untyped-call]
 
     def get_protocol(self) -> Optional[int]:
         return self.settings.protocol
@@ -125,6 +129,8 @@ class Redis(redis.Redis):  # type: ignore[misc]
     def __init__(self, **kwargs: Any) -> None:
         self._connection: Optional[Connection] = None
         self._closed = False
+        self._owner_thread = real_thread_id()
+        self._retry = RetryPolicy.from_kwargs(kwargs)
         settings_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _SUPPORTED}
         self._parser = settings_kwargs.pop("parser", "auto")
         for name in _SENTINEL_ARGS & settings_kwargs.keys():
@@ -134,7 +140,7 @@ class Redis(redis.Redis):  # type: ignore[misc]
         self.settings = settings = ConnectionSettings(**settings_kwargs)
         self._timeout = settings.socket_timeout
         self._packer = Packer(settings.encoding, settings.encoding_errors)
-        self.connection_pool = _PoolView(settings)
+        self.connection_pool = _PoolView(settings)  # type: ignore[assignment]
         self.connection = None
         self.response_callbacks = _response_callbacks(
             settings.protocol, settings.legacy_responses
@@ -172,12 +178,17 @@ class Redis(redis.Redis):  # type: ignore[misc]
         if route is not None and route(self, command, args):
             return self._execute_dedicated(command, args, options)
         packed = self._packer.pack(args)
+        if real_thread_id() != self._owner_thread:
+            check_thread(self._owner_thread)
         conn = self._connection
-        if conn is None or conn.state is not _OPEN:
+        if conn is None or conn.state is not _OPEN or len(conn._pending) >= conn.max_in_flight:
             conn = self._usable_connection()
         waiter = Waiter()
         conn.submit(packed, waiter, NEVER_DECODE in options)
-        reply = waiter.get()  # TimeoutError after socket_timeout
+        try:
+            reply = waiter.get()  # TimeoutError after socket_timeout
+        except self._retry.errors as exc:
+            reply = self._retry_command(command, packed, options, conn, exc)
         if options or isinstance(reply, Exception):
             return self._finish(command, reply, options)
         callback = _dict_get(self.response_callbacks, command)
@@ -221,12 +232,43 @@ class Redis(redis.Redis):  # type: ignore[misc]
         return result
 
     def _usable_connection(self) -> Connection:
-        if self._closed:
-            raise ClientClosedError("this geredis client was closed")
-        conn = self._connection
-        if conn is None or conn.state is _CLOSED:
-            conn = self._connection = Connection(self.settings, parser=self._parser)
-        return conn
+        """The shared connection, opened anew if it broke, with room for one
+        more command (waiting for the in-flight limit, at most socket_timeout)."""
+        deadline = None if self._timeout is None else monotonic() + self._timeout
+        while True:
+            if self._closed:
+                raise ClientClosedError("this geredis client was closed")
+            conn = self._connection
+            if conn is None or conn.state is _CLOSED:
+                conn = self._connection = Connection(self.settings, parser=self._parser)
+            if conn.pending < conn.max_in_flight:
+                return conn
+            conn.room.clear()
+            remaining = None if deadline is None else deadline - monotonic()
+            if (remaining is not None and remaining <= 0) or not conn.room.wait(remaining):
+                raise TimeoutError(
+                    f"{conn.max_in_flight} commands already in flight to"
+                    f" {self.settings.address} for {self._timeout}s"
+                )
+
+    def _retry_command(
+        self, command: str, packed: bytes, options: Dict[str, Any], conn: Connection,
+        exc: BaseException,
+    ) -> Any:
+        """Send a command again after its connection failed, when it is safe
+        (see ``retry.py``); raise the last error otherwise."""
+        failures = 1
+        while self._retry.should_retry(command, exc, failures, conn.opened):
+            gevent.sleep(self._retry.delay(failures))
+            conn = self._usable_connection()
+            waiter = Waiter()
+            conn.submit(packed, waiter, NEVER_DECODE in options)
+            try:
+                return waiter.get()
+            except self._retry.errors as again:
+                exc = again
+                failures += 1
+        raise exc
 
     def _finish(self, command: str, reply: Any, options: Dict[str, Any]) -> Any:
         if isinstance(reply, Exception):
@@ -315,10 +357,16 @@ class Futures(CoreCommands):  # type: ignore[misc]
     """
 
     _is_async_client = False
+    _event_dispatcher = None  # type: ignore[assignment]
 
     def __init__(self, client: Redis) -> None:
-        self.execute_command = client.execute_async
-        self.get_encoder = client.get_encoder
+        self._client = client
+
+    def execute_command(self, *args: Any, **options: Any) -> AsyncResult:
+        return self._client.execute_async(*args, **options)
+
+    def get_encoder(self) -> Encoder:
+        return self._client.get_encoder()
 
 
 def _command_name(name: Any) -> str:

@@ -49,7 +49,8 @@ from .exceptions import ClientClosedError, ConnectionClosedError, ProtocolError,
 from .network import open_socket
 from .protocol import NEED_DATA, PUSH_TYPES, Packer, make_reader
 from .settings import ConnectionSettings
-from .slots import RawSlot, failure_for
+from . import guards
+from .slots import MarkerSlot, RawSlot, failure_for
 
 __all__ = ["BackgroundGreenlet", "Connection", "State"]
 
@@ -116,8 +117,20 @@ class Connection:
         self._packer = Packer(settings.encoding, settings.encoding_errors)
         self._loop = gevent.get_hub().loop
         self._closed = Event()
+        #: At most this many commands in flight; ``room`` is set while below.
+        self.max_in_flight = settings.max_in_flight
+        self.room = Event()
+        self.room.set()
+        #: True once the handshake completed: user commands may have been sent.
+        self.opened = False
+        self._last_read = 0.0  # loop time of the last bytes received
+        self._integrity = settings.integrity_check
+        self._marker = 0
+        self._held: List[Any] = []  # integrity: (slot, reply) awaiting a marker
         self._writer: Optional[Greenlet] = None
+        self._health: Optional[Greenlet] = None
         self._greenlet: Greenlet = BackgroundGreenlet.spawn(self._run)
+        guards.track(self)
 
     def __repr__(self) -> str:
         return (
@@ -212,7 +225,7 @@ class Connection:
         if not self._closed.wait(timeout):
             self._fail(ClientClosedError("close() timed out waiting for replies"))
         current = getcurrent()
-        for greenlet in (self._greenlet, self._writer):
+        for greenlet in (self._greenlet, self._writer, self._health):
             if greenlet is not None and greenlet is not current:
                 greenlet.join()
 
@@ -234,6 +247,8 @@ class Connection:
         if self.state is _CLOSED:
             out.clear()
             return
+        if self._integrity:
+            self._append_marker()
         if self._raw_send is None:
             # TLS: no non-blocking raw send; the writer greenlet sends it all.
             self._writing = True
@@ -253,11 +268,23 @@ class Connection:
             self._writing = True
             self._writer = BackgroundGreenlet.spawn(self._drain)
 
+    def _append_marker(self) -> None:
+        # Integrity check: an ECHO of a fresh number after the batch in
+        # _outbuf; its reply must come back right after the batch's replies.
+        self._marker += 1
+        expected = b"%d" % self._marker
+        self._outbuf.append(self._packer.pack(("ECHO", expected)))
+        self._pending.append(MarkerSlot(expected))
+        if self._timeout is not None:
+            self._deadlines.append(self._loop.now() + self._timeout)
+
     def _drain(self) -> None:
         # The writer greenlet: finishes what one non-blocking send could not.
         out = self._outbuf
         try:
             while out and self.state is not _CLOSED:
+                if self._integrity and (len(out) > 1 or type(out[0]) is not memoryview):
+                    self._append_marker()  # a lone memoryview is a rest already marked
                 data = out[0] if len(out) == 1 else b"".join(out)
                 out.clear()
                 self._sock.sendall(data)
@@ -272,8 +299,11 @@ class Connection:
         # The reader greenlet: connect, handshake, then read until the end.
         try:
             self._open()
+            self.opened = True
             if self.state is _CONNECTING:
                 self.state = _OPEN
+            if self.settings.health_check_interval:
+                self._health = BackgroundGreenlet.spawn(guards.health_check, self)
             self._flush()
             self._read_loop()
             self._fail(ClientClosedError("connection closed by the client"))
@@ -326,6 +356,8 @@ class Connection:
                 reply = self._reader.gets()
                 if reply is NEED_DATA:
                     break
+                if isinstance(reply, RedisConnectionError):
+                    raise reply  # e.g. "max number of clients reached", then EOF
                 replies.append(reply)
             if len(replies) == count:
                 return replies
@@ -347,12 +379,17 @@ class Connection:
         run_callback = self._loop.run_callback
         wake = self._wake
         push_types = PUSH_TYPES
+        integrity = self._integrity
+        now = self._loop.now
+        room = self.room
+        max_in_flight = self.max_in_flight
         while True:
             if self.state is _CLOSING and not pending:
                 return
             n = recv_into(buf)
             if not n:
                 raise ConnectionClosedError(f"{self.settings.address} closed the connection")
+            self._last_read = now()
             feed(buf, 0, n)
             woken: List[Any] = []
             try:
@@ -375,21 +412,41 @@ class Connection:
                         raise ProtocolError(
                             f"{self.settings.address} sent a reply nobody asked for: {reply!r:.80}"
                         )
-                    woken.append(popleft())
-                    woken.append(reply)
+                    slot = popleft()
                     if deadlines:
                         deadlines.popleft()
                         if self._expired:
                             self._expired -= 1
                     if not decode:
                         self._raw_count -= 1
+                    if integrity:
+                        self._check_integrity(slot, reply, woken)
+                    else:
+                        woken.append(slot)
+                        woken.append(reply)
             finally:
                 if woken:
                     # One hub callback resumes every caller answered by this
                     # read; also when a later reply broke the stream.
                     run_callback(wake, woken)
+            if len(pending) < max_in_flight and not room.is_set():
+                room.set()  # callers waiting for the in-flight limit may go on
             if n == READ_SIZE:
                 gevent.idle()  # more is waiting: let woken callers and timers run
+
+    def _check_integrity(self, slot: Any, reply: Any, woken: List[Any]) -> None:
+        # Hold a batch's replies until its marker comes back intact, so a
+        # desynchronised stream fails its callers instead of misleading them.
+        if type(slot) is not MarkerSlot:
+            self._held += (slot, reply)
+        elif slot.matches(reply):
+            woken += self._held
+            self._held.clear()
+        else:
+            raise ProtocolError(
+                f"{self.settings.address}: reply stream desynchronised (integrity"
+                f" marker {slot.expected!r} answered by {reply!r:.40})"
+            )
 
     @staticmethod
     def _wake(woken: List[Any]) -> None:
@@ -422,14 +479,18 @@ class Connection:
         if self._timer is not None:
             self._timer.close()
             self._timer = None
-        pending = list(self._pending)
+        pending = self._held[::2] + list(self._pending)
+        self._held.clear()
         self._pending.clear()
         self._deadlines.clear()
         self._raw_count = self._expired = 0
         if pending:
             self._loop.run_callback(_throw_all, pending, exc, self.settings.address)
-        if self._greenlet is not getcurrent():
-            self._greenlet.kill(block=False)
+        current = getcurrent()
+        for greenlet in (self._greenlet, self._health):
+            if greenlet is not None and greenlet is not current:
+                greenlet.kill(block=False)
+        self.room.set()  # waiters see CLOSED and move to a new connection
         self._closed.set()
         if not isinstance(exc, ClientClosedError):
             logger.debug("connection to %s closed: %r", self.settings.address, exc)

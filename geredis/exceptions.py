@@ -36,6 +36,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionError",
     "DataError",
+    "PoolExhaustedError",
     "ProtocolError",
     "RedisError",
     "ResponseError",
@@ -83,4 +84,14 @@ def reply_error(message: str) -> ResponseError:
     ``NoScriptError``, ``"ERR max number of clients reached"`` gives
     ``ConnectionError``. The connection survives an error reply.
     """
-    return BaseParser.parse_error(message)  # type: ignore[no-any-return]
+    return BaseParser.parse_error(message)  # type: ignore[no-untyped-call,no-any-return]
+
+
+class PoolExhaustedError(ConnectionError):
+    """Every dedicated connection (``max_dedicated``) stayed in use for
+    ``dedicated_timeout`` seconds, so a blocking command, a large pipeline, a
+    WATCH, ``client()`` or ``monitor()`` could not get one.
+
+    Nothing was sent; every connection survives. Retry later, or raise
+    ``max_dedicated=`` / ``dedicated_timeout=`` on ``geredis.Redis``.
+    """

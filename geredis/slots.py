@@ -15,6 +15,8 @@ callbacks), never from the reader greenlet directly.
   (``execute_async``); ``switch``/``throw`` set it.
 * :class:`RawSlot` marks a reply to read without decoding (redis-py's
   NEVER_DECODE, e.g. DUMP with ``decode_responses=True``) and forwards.
+* :class:`MarkerSlot` stands for the ECHO marker the connection appends to
+  each batch when ``integrity_check`` is on; the reader checks its reply.
 * :class:`BatchSlot` collects the replies of a batch (a pipeline) appended
   contiguously; it appears once per expected reply in the FIFO and resolves
   its AsyncResult with the list when the last reply arrives. ``throw`` may
@@ -30,7 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .exceptions import ConnectionClosedError
 
-__all__ = ["BatchSlot", "FutureSlot", "RawSlot", "failure_for"]
+__all__ = ["BatchSlot", "FutureSlot", "MarkerSlot", "RawSlot", "failure_for"]
 
 
 class FutureSlot(AsyncResult):  # type: ignore[misc]
@@ -57,6 +59,26 @@ class RawSlot:
 
     def throw(self, exc: BaseException) -> None:
         self.target.throw(exc)
+
+
+class MarkerSlot:
+    """The slot of an integrity marker: the reply must be ``expected``."""
+
+    __slots__ = ("expected",)
+
+    def __init__(self, expected: bytes) -> None:
+        self.expected = expected
+
+    def matches(self, reply: Any) -> bool:
+        if isinstance(reply, str):
+            reply = reply.encode()
+        return bool(reply == self.expected)
+
+    def switch(self, reply: Any) -> None:  # checked by the reader instead
+        pass
+
+    def throw(self, exc: BaseException) -> None:
+        pass
 
 
 class BatchSlot:

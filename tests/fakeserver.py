@@ -71,7 +71,9 @@ class FakeServer:
             sock.close()
 
     def client_kwargs(self, **extra: Any) -> dict:  # type: ignore[type-arg]
-        kwargs = dict(port=self.port, host="127.0.0.1", protocol=2, lib_name=None, lib_version=None)
+        kwargs = dict(
+            port=self.port, host="127.0.0.1", protocol=2, lib_name=None, lib_version=None, retry=None
+        )
         kwargs.update(extra)
         return kwargs
 

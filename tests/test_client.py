@@ -194,8 +194,8 @@ def test_protocol_shapes_match_redis_py(redis_server: RedisServer, protocol) -> 
 
 
 def test_constructor_refuses_what_it_cannot_apply() -> None:
-    with pytest.raises(ValueError, match="ssl"):
-        geredis.Redis(ssl=True)
+    with pytest.raises(ValueError, match="ssl_validate_ocsp"):
+        geredis.Redis(ssl_validate_ocsp=True)
     with pytest.raises(ValueError, match="single_connection_client"):
         geredis.Redis(single_connection_client=True)
     with pytest.raises(TypeError, match="bogus"):

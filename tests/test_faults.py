@@ -22,7 +22,7 @@ def _spawn_gets(c: geredis.Redis, n: int) -> List[gevent.Greenlet]:
 
 
 def test_server_killed_with_commands_pending(own_server: RedisServer) -> None:
-    c = geredis.Redis(port=own_server.port, socket_timeout=10)
+    c = geredis.Redis(port=own_server.port, socket_timeout=10, retry=None)
     c.set("k", "v")
     sleeper = gevent.spawn(c.execute_command, "DEBUG", "SLEEP", "5")
     gevent.sleep(0.05)
@@ -46,26 +46,70 @@ def test_server_killed_with_commands_pending(own_server: RedisServer) -> None:
     c.close()
 
 
-def test_connection_killed_by_server(r: geredis.Redis, redis_server: RedisServer) -> None:
-    r.client_setname("victim")
+def test_connection_killed_by_server(redis_server: RedisServer) -> None:
+    c = geredis.Redis(port=redis_server.port, retry=None)
+    c.client_setname("victim")
     admin = redis.Redis(port=redis_server.port)
     admin.client_kill_filter(_type="normal", skipme=True)
     admin.close()
     with pytest.raises(redis.ConnectionError):
         for _ in range(100):  # the EOF may land just after a command
-            r.get("x")
+            c.get("x")
             gevent.sleep(0.01)
-    assert r.get("x") is None  # new connection
+    assert c.get("x") is None  # new connection
+    c.close()
+
+
+def test_reads_are_retried_across_a_restart_writes_are_not(own_server: RedisServer) -> None:
+    c = geredis.Redis(port=own_server.port, socket_timeout=10)
+    c.set("k", "v")
+    sleeper = gevent.spawn(c.execute_command, "DEBUG", "SLEEP", "5")
+    gevent.sleep(0.05)
+    reader = gevent.spawn(c.get, "k")
+    writer = gevent.spawn(c.incr, "n")
+    gevent.sleep(0.05)
+    own_server.stop()
+    gevent.sleep(0.2)
+    own_server.start()  # empty: persistence is off
+    gevent.joinall([sleeper, reader, writer], timeout=8)
+    assert isinstance(sleeper.exception, redis.ConnectionError)  # not read-only
+    assert isinstance(writer.exception, redis.ConnectionError)  # never replayed
+    assert reader.successful() and reader.value is None  # retried on the new server
+    assert c.get("n") is None  # the INCR was not replayed
+    c.close()
+
+
+def test_retry_writes_opt_in(own_server: RedisServer) -> None:
+    c = geredis.Redis(port=own_server.port, socket_timeout=10, retry_writes=True)
+    c.ping()
+    sleeper = gevent.spawn(c.execute_command, "DEBUG", "SLEEP", "5")
+    gevent.sleep(0.05)
+    writer = gevent.spawn(c.incr, "n")
+    gevent.sleep(0.05)
+    own_server.stop()
+    gevent.sleep(0.2)
+    own_server.start()
+    gevent.joinall([sleeper, writer], timeout=8)
+    assert writer.value == 1
+    c.close()
 
 
 def test_refused_connection_fails_fast() -> None:
     from .conftest import free_port
 
-    c = geredis.Redis(port=free_port(), socket_connect_timeout=1)
+    c = geredis.Redis(port=free_port(), socket_connect_timeout=1, retry=None)
     started = time.monotonic()
     with pytest.raises(redis.ConnectionError, match="connecting to"):
         c.ping()
     assert time.monotonic() - started < 1
+    c.close()
+    # With redis-py's default retry (10 attempts, 10 ms doubling, capped at
+    # 1 s), a refused command is retried with backoff, then fails.
+    c = geredis.Redis(port=free_port(), socket_connect_timeout=1)
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError, match="connecting to"):
+        c.set("k", "v")  # a write that never left the client is safe to retry
+    assert 0.05 < time.monotonic() - started < 10
     c.close()
 
 
@@ -149,7 +193,7 @@ def test_connect_timeout_on_a_server_that_never_handshakes() -> None:
         gevent.sleep(5)
 
     with FakeServer(script) as server:
-        c = geredis.Redis(port=server.port, socket_connect_timeout=0.2, protocol=3)
+        c = geredis.Redis(port=server.port, socket_connect_timeout=0.2, protocol=3, retry=None)
         started = time.monotonic()
         with pytest.raises(redis.ConnectionError):
             c.ping()
