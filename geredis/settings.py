@@ -14,13 +14,19 @@ sends before any user command, all pipelined in one write:
 * then ``CLIENT SETINFO LIB-NAME``/``LIB-VER`` (an error reply is ignored:
   servers before 7.2 do not know it) and ``SELECT db`` when db is not 0.
 
+TLS (``ssl=True`` or ``rediss://``) takes redis-py's ``ssl_*`` arguments with
+the same meanings and defaults (the certificate and the host name are
+checked); ``network.py`` turns them into one ``SSLContext`` per settings
+object. Invalid TLS values are refused here, when the client is built.
+
 Passwords live here and nowhere else; ``repr`` never shows them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+import ssl as _ssl
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import parse_qs, unquote, urlparse
 
 from redis.credentials import CredentialProvider
@@ -30,6 +36,7 @@ from . import __about__
 # (args, ignore_error_reply): one handshake step.
 HandshakeStep = Tuple[Tuple[Any, ...], bool]
 
+_DEFAULT_TIMEOUT: Optional[float]
 try:  # redis-py 8 defaults to a 5 s socket timeout; follow the installed one.
     from redis._defaults import DEFAULT_SOCKET_TIMEOUT as _DEFAULT_TIMEOUT
 except ImportError:  # pragma: no cover - older redis-py
@@ -40,6 +47,20 @@ def _to_bool(value: str) -> bool:
     if value.upper() in ("", "0", "F", "FALSE", "N", "NO"):
         return False
     return True
+
+
+def _to_verify_flags(value: str) -> List[_ssl.VerifyFlags]:
+    """``VERIFY_X509_STRICT,VERIFY_X509_PARTIAL_CHAIN`` (brackets allowed)."""
+    names = [name.strip() for name in value.strip("[]").split(",") if name.strip()]
+    return [_ssl.VerifyFlags[name] for name in names]  # KeyError -> ValueError below
+
+
+#: ``ssl_cert_reqs`` spellings, as redis-py takes them.
+CERT_REQS = {
+    "none": _ssl.CERT_NONE,
+    "optional": _ssl.CERT_OPTIONAL,
+    "required": _ssl.CERT_REQUIRED,
+}
 
 
 _URL_PARSERS: Dict[str, Callable[[str], Any]] = {
@@ -54,29 +75,43 @@ _URL_PARSERS: Dict[str, Callable[[str], Any]] = {
     "encoding": str,
     "encoding_errors": str,
     "max_in_flight": int,
+    "ssl_cert_reqs": str,
+    "ssl_check_hostname": _to_bool,
+    "ssl_ca_certs": str,
+    "ssl_ca_path": str,
+    "ssl_certfile": str,
+    "ssl_keyfile": str,
+    "ssl_min_version": lambda value: _ssl.TLSVersion(int(value)),
+    "ssl_ciphers": str,
+    "ssl_include_verify_flags": _to_verify_flags,
+    "ssl_exclude_verify_flags": _to_verify_flags,
+    "health_check_interval": float,
+    "integrity_check": _to_bool,
 }
 
 
 def parse_url(url: str) -> Dict[str, Any]:
-    """Turn ``redis://[[user]:pass@]host[:port][/db][?opt=v]`` or
-    ``unix://[[user]:pass@]/path/to.sock[?db=n]`` into constructor kwargs.
+    """Turn ``redis://[[user]:pass@]host[:port][/db][?opt=v]``,
+    ``rediss://...`` (the same over TLS: ``ssl=True``, and ``ssl_*`` query
+    options such as ``ssl_cert_reqs``, ``ssl_ca_certs``,
+    ``ssl_check_hostname``) or ``unix://[[user]:pass@]/path/to.sock[?db=n]``
+    into constructor kwargs.
 
-    ``rediss://`` (TLS) is refused with a clear ``ValueError`` until TLS lands.
-    Unknown query options are refused too, rather than silently ignored.
+    Unknown query options are refused, rather than silently ignored.
     """
     parsed = urlparse(url)
-    if parsed.scheme == "rediss":
-        raise ValueError("rediss:// (TLS) is not supported by geredis yet")
-    if parsed.scheme not in ("redis", "unix"):
-        raise ValueError("Redis URL must start with redis:// or unix://")
+    if parsed.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("Redis URL must start with redis://, rediss:// or unix://")
     kwargs: Dict[str, Any] = {}
+    if parsed.scheme == "rediss":
+        kwargs["ssl"] = True
     for name, values in parse_qs(parsed.query).items():
         parser = _URL_PARSERS.get(name)
         if parser is None:
             raise ValueError(f"unsupported option {name!r} in Redis URL")
         try:
             kwargs[name] = parser(values[0])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, KeyError):
             raise ValueError(f"invalid value for {name!r} in Redis URL") from None
     if parsed.username:
         kwargs["username"] = unquote(parsed.username)
@@ -128,6 +163,54 @@ class ConnectionSettings:
     encoding: str = "utf-8"
     encoding_errors: str = "strict"
     decode_responses: bool = False
+    #: TLS, with redis-py's ``ssl_*`` arguments (see ``network.py``).
+    ssl: bool = False
+    ssl_keyfile: Optional[str] = None
+    ssl_certfile: Optional[str] = None
+    #: "required" (default), "optional", "none" (or None), or an ssl.VerifyMode.
+    ssl_cert_reqs: Union[str, _ssl.VerifyMode, None] = "required"
+    ssl_include_verify_flags: Optional[List[_ssl.VerifyFlags]] = None
+    ssl_exclude_verify_flags: Optional[List[_ssl.VerifyFlags]] = None
+    ssl_ca_certs: Optional[str] = None
+    ssl_ca_path: Optional[str] = None
+    ssl_ca_data: Union[str, bytes, None] = None
+    #: Match the certificate against ``host`` (ignored when not verifying).
+    ssl_check_hostname: bool = True
+    ssl_password: Any = dataclasses.field(default=None, repr=False)
+    ssl_min_version: Optional[_ssl.TLSVersion] = None
+    ssl_ciphers: Optional[str] = None
+    #: Seconds of silence from the server after which a PING checks it; a
+    #: PING unanswered within the next interval replaces the connection.
+    #: 0 disables (redis-py's default).
+    health_check_interval: float = 0
+    #: At most this many commands in flight on one connection; callers
+    #: beyond it wait their turn. Bounds memory when the server is slow.
+    max_in_flight: int = 10_000
+    #: Append an ECHO marker to every batch written and check it in the reply
+    #: stream; a mismatch (a desynchronised stream) fails the connection
+    #: instead of delivering wrong values. Costs one command per batch.
+    integrity_check: bool = False
+
+    def __post_init__(self) -> None:
+        if self.ssl:
+            self.verify_mode  # noqa: B018 - refuses an unknown ssl_cert_reqs now
+            if self.unix_socket_path:
+                raise ValueError("ssl=True does not apply to a unix socket")
+
+    @property
+    def verify_mode(self) -> _ssl.VerifyMode:
+        """``ssl_cert_reqs`` as an ``ssl.VerifyMode``; ValueError if unknown."""
+        reqs = self.ssl_cert_reqs
+        if reqs is None:
+            return _ssl.CERT_NONE
+        if isinstance(reqs, _ssl.VerifyMode):
+            return reqs
+        if isinstance(reqs, str) and reqs.lower() in CERT_REQS:
+            return CERT_REQS[reqs.lower()]
+        raise ValueError(
+            f"invalid ssl_cert_reqs {reqs!r}: use 'required', 'optional', 'none'"
+            " or an ssl.VerifyMode"
+        )
 
     @property
     def wire_protocol(self) -> int:
@@ -136,9 +219,12 @@ class ConnectionSettings:
 
     @property
     def address(self) -> str:
-        """``host:port`` or the unix socket path, for messages and repr."""
+        """``host:port`` (``rediss://host:port`` over TLS) or the unix socket
+        path, for messages and repr."""
         if self.unix_socket_path:
             return self.unix_socket_path
+        if self.ssl:
+            return f"rediss://{self.host}:{self.port}"
         return f"{self.host}:{self.port}"
 
     def credentials(self) -> Tuple[Optional[str], Optional[str]]:
