@@ -34,22 +34,20 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from itertools import islice
 from typing import Any, Callable, Deque, List, Optional
 
 import gevent
 from gevent import getcurrent
 from gevent.event import Event
 from gevent.greenlet import Greenlet
-
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from .exceptions import ClientClosedError, ConnectionClosedError, ProtocolError, TimeoutError
-from .network import open_socket
+from .deadlines import Deadlines
+from .exceptions import ClientClosedError, ConnectionClosedError, ProtocolError
+from .handshake import open_initialised
 from .protocol import NEED_DATA, PUSH_TYPES, Packer, make_reader
-from .settings import ConnectionSettings
 from . import guards
+from .settings import ConnectionSettings
 from .slots import MarkerSlot, RawSlot, failure_for
 
 __all__ = ["BackgroundGreenlet", "Connection", "State"]
@@ -100,10 +98,7 @@ class Connection:
         #: The error that closed the connection, once CLOSED.
         self.error: Optional[BaseException] = None
         self._pending: Deque[Any] = deque()
-        self._deadlines: Deque[float] = deque()  # one per slot when timing out
         self._timeout = settings.socket_timeout
-        self._timer: Any = None  # fires at the oldest pending deadline
-        self._expired = 0  # slots at the FIFO's head already timed out
         self._outbuf: List[Any] = []
         self._raw_count = 0  # RawSlots in _pending: replies read undecoded
         self._flush_scheduled = False
@@ -116,6 +111,8 @@ class Connection:
         )
         self._packer = Packer(settings.encoding, settings.encoding_errors)
         self._loop = gevent.get_hub().loop
+        self._expiry = Deadlines(self._loop, self._pending, self._timeout or 0, settings.address)
+        self._deadlines = self._expiry.deadlines  # one per slot when timing out
         self._closed = Event()
         #: At most this many commands in flight; ``room`` is set while below.
         self.max_in_flight = settings.max_in_flight
@@ -158,8 +155,8 @@ class Connection:
         self._pending.append(slot)
         if self._timeout is not None:
             self._deadlines.append(self._loop.now() + self._timeout)
-            if self._timer is None:
-                self._arm_timer(self._timeout)
+            if self._expiry.timer is None:
+                self._expiry.arm(self._timeout)
         self._outbuf.append(packed)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -178,41 +175,12 @@ class Connection:
         if self._timeout is not None:
             deadline = self._loop.now() + self._timeout
             self._deadlines.extend([deadline] * len(slots))
-            if self._timer is None:
-                self._arm_timer(self._timeout)
+            if self._expiry.timer is None:
+                self._expiry.arm(self._timeout)
         self._outbuf.append(packed)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.run_callback(self._flush)
-
-    # -- timeouts ------------------------------------------------------------
-
-    def _arm_timer(self, delay: float) -> None:
-        self._timer = timer = self._loop.timer(max(delay, 0.0))
-        timer.start(self._on_timer)
-
-    def _on_timer(self) -> None:
-        # Runs in the hub. One timer per connection, armed for the oldest
-        # unexpired deadline: callers whose deadline passed get TimeoutError
-        # thrown in; their slots stay in the FIFO for the late replies.
-        self._timer.close()
-        self._timer = None
-        if self.state is _CLOSED:
-            return
-        now = self._loop.now()
-        expired = self._expired
-        for slot, deadline in islice(zip(self._pending, self._deadlines), expired, None):
-            if deadline > now:
-                self._arm_timer(deadline - now)
-                break
-            expired += 1
-            slot.throw(
-                TimeoutError(
-                    f"Timeout reading from {self.settings.address}: no reply"
-                    f" within {self._timeout}s"
-                )
-            )
-        self._expired = expired
 
     def close(self, timeout: Optional[float] = None) -> None:
         """Refuse new commands, let the pending ones finish, then close.
@@ -313,60 +281,10 @@ class Connection:
                 raise
 
     def _open(self) -> None:
-        # Connect and initialise within socket_connect_timeout, both together.
-        timeout = self.settings.socket_connect_timeout
-        timer = gevent.Timeout._start_new_or_dummy(timeout)
-        try:
-            self._sock = open_socket(self.settings)
-            # The plain socket's non-blocking send, for flushes from the hub;
-            # None for TLS, whose bytes must go through the SSL object.
-            self._raw_send = None if hasattr(self._sock, "_sslobj") else self._sock._sock.send
-            self._handshake()
-        except gevent.Timeout as exc:
-            if exc is not timer:
-                raise
-            raise ConnectionClosedError(
-                f"Timeout connecting to {self.settings.address} after {timeout}s"
-            ) from None
-        finally:
-            timer.close()
-
-    def _handshake(self) -> None:
-        steps = self.settings.handshake()
-        if not steps:
-            return
-        self._sock.sendall(b"".join(self._packer.pack(args) for args, _ in steps))
-        replies = self._read_replies(len(steps))
-        for (args, ignore_error), reply in zip(steps, replies):
-            if isinstance(reply, Exception) and not ignore_error:
-                if args[0] == "HELLO" and "unknown command" in str(reply):
-                    raise ConnectionClosedError(
-                        f"{self.settings.address} does not speak RESP3 (no HELLO);"
-                        " pass protocol=2"
-                    )
-                if isinstance(reply, RedisConnectionError):
-                    raise reply  # AuthenticationError and friends, as they are
-                raise ConnectionClosedError(f"handshake {args[0]} failed: {reply}")
-
-    def _read_replies(self, count: int) -> List[Any]:
-        replies: List[Any] = []
-        buf = bytearray(4096)
-        while True:
-            while len(replies) < count:
-                reply = self._reader.gets()
-                if reply is NEED_DATA:
-                    break
-                if isinstance(reply, RedisConnectionError):
-                    raise reply  # e.g. "max number of clients reached", then EOF
-                replies.append(reply)
-            if len(replies) == count:
-                return replies
-            n = self._sock.recv_into(buf)
-            if not n:
-                raise ConnectionClosedError(
-                    f"{self.settings.address} closed the connection during the handshake"
-                )
-            self._reader.feed(buf, 0, n)
+        self._sock = open_initialised(self.settings, self._reader, self._packer)
+        # The plain socket's non-blocking send, for flushes from the hub;
+        # None for TLS, whose bytes must go through the SSL object.
+        self._raw_send = None if hasattr(self._sock, "_sslobj") else self._sock._sock.send
 
     def _read_loop(self) -> None:
         recv_into = self._sock.recv_into
@@ -376,6 +294,7 @@ class Connection:
         pending = self._pending
         popleft = pending.popleft
         deadlines = self._deadlines
+        expiry = self._expiry
         run_callback = self._loop.run_callback
         wake = self._wake
         push_types = PUSH_TYPES
@@ -415,8 +334,8 @@ class Connection:
                     slot = popleft()
                     if deadlines:
                         deadlines.popleft()
-                        if self._expired:
-                            self._expired -= 1
+                        if expiry.expired:
+                            expiry.expired -= 1
                     if not decode:
                         self._raw_count -= 1
                     if integrity:
@@ -476,14 +395,11 @@ class Connection:
         self._outbuf.clear()
         if self._sock is not None:
             self._sock.close()
-        if self._timer is not None:
-            self._timer.close()
-            self._timer = None
         pending = self._held[::2] + list(self._pending)
         self._held.clear()
         self._pending.clear()
-        self._deadlines.clear()
-        self._raw_count = self._expired = 0
+        self._expiry.clear()
+        self._raw_count = 0
         if pending:
             self._loop.run_callback(_throw_all, pending, exc, self.settings.address)
         current = getcurrent()

@@ -88,10 +88,6 @@ def test_bad_argument_on_a_fresh_client_opens_nothing(redis_server: RedisServer)
     "call",
     [
         lambda c: c.select(1),
-        lambda c: c.blpop(["q"], 1),
-        lambda c: c.brpop(["q"], 1),
-        lambda c: c.bzpopmin(["z"], 1),
-        lambda c: c.xread({"s": 0}, block=10),
         lambda c: c.execute_command("MULTI"),
         lambda c: c.execute_command("watch", "k"),
         lambda c: c.execute_command("SUBSCRIBE", "ch"),
@@ -101,7 +97,6 @@ def test_bad_argument_on_a_fresh_client_opens_nothing(redis_server: RedisServer)
         lambda c: c.execute_command(b"hello", 3),
         lambda c: c.execute_command("AUTH", "x"),
         lambda c: c.execute_command("QUIT"),
-        lambda c: c.wait(1, 10),
     ],
 )
 def test_commands_that_cannot_share_are_refused(r: geredis.Redis, call) -> None:  # type: ignore[no-untyped-def]

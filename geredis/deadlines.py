@@ -1,0 +1,71 @@
+"""Per-command deadlines with one timer per connection.
+
+How this works: every command queued on a connection with a
+``socket_timeout`` gets a deadline, appended to ``deadlines`` in step with
+the connection's FIFO of slots (and popped with it when its reply arrives).
+Since one client uses one timeout, deadlines grow along the FIFO: the oldest
+pending command expires first. So instead of a timer per command (measured:
+a third of the per-command cost at 1,000 greenlets), one loop timer is armed
+for the oldest deadline. When it fires, :meth:`Deadlines.expire` throws
+``TimeoutError`` into every caller whose deadline passed and re-arms for the
+next one. Expired slots stay in the FIFO (``expired`` counts them, at its
+head) so their late replies are still matched and dropped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from itertools import islice
+from typing import Any, Deque, Optional
+
+from .exceptions import TimeoutError
+
+__all__ = ["Deadlines"]
+
+
+class Deadlines:
+    """The deadlines of one connection's pending commands, and its timer."""
+
+    __slots__ = ("deadlines", "expired", "timer", "_loop", "_slots", "_timeout", "_address")
+
+    def __init__(self, loop: Any, slots: Deque[Any], timeout: float, address: str) -> None:
+        self.deadlines: Deque[float] = deque()
+        self.expired = 0  #: slots at the FIFO's head already timed out
+        self.timer: Optional[Any] = None
+        self._loop = loop
+        self._slots = slots
+        self._timeout = timeout
+        self._address = address
+
+    def arm(self, delay: float) -> None:
+        """Fire :meth:`expire` in ``delay`` seconds."""
+        self.timer = timer = self._loop.timer(max(delay, 0.0))
+        timer.start(self.expire)
+
+    def expire(self) -> None:
+        """Runs in the hub: time out every caller past its deadline."""
+        self.cancel()
+        now = self._loop.now()
+        expired = self.expired
+        for slot, deadline in islice(zip(self._slots, self.deadlines), expired, None):
+            if deadline > now:
+                self.arm(deadline - now)
+                break
+            expired += 1
+            slot.throw(
+                TimeoutError(
+                    f"Timeout reading from {self._address}: no reply within {self._timeout}s"
+                )
+            )
+        self.expired = expired
+
+    def cancel(self) -> None:
+        """Stop the timer (the connection closed, or it fired)."""
+        if self.timer is not None:
+            self.timer.close()
+            self.timer = None
+
+    def clear(self) -> None:
+        self.cancel()
+        self.deadlines.clear()
+        self.expired = 0

@@ -1,0 +1,90 @@
+"""Open a socket and initialise it, ready for commands: one function for
+every kind of connection (shared, dedicated, subscriber, monitor).
+
+How this works: :func:`open_initialised` connects (``network.open_socket``),
+then pipelines the handshake (``settings.handshake()``: HELLO/AUTH, SETNAME,
+SETINFO, SELECT) in one write and reads one reply per step with the caller's
+parser, all within ``socket_connect_timeout``. An error reply fails the
+connection with redis-py's class for it (``AuthenticationError`` for a wrong
+password, ``ConnectionError`` for "max number of clients reached"), except for
+steps marked optional (CLIENT SETINFO, unknown before Redis 7.2). Whatever
+goes wrong, the socket is closed before the error leaves.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+import gevent
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from .exceptions import ConnectionClosedError
+from .network import open_socket
+from .protocol import NEED_DATA, Packer
+from .settings import ConnectionSettings
+
+__all__ = ["open_initialised"]
+
+
+def open_initialised(settings: ConnectionSettings, reader: Any, packer: Packer) -> Any:
+    """A connected, initialised gevent socket; ``reader`` has consumed the
+    handshake's replies and is ready for the first command's.
+
+    Raises:
+        ConnectionClosedError: cannot connect, timed out, or the server
+            closed the connection or refused a step.
+        AuthenticationError: wrong credentials (a ConnectionError too).
+    """
+    timeout = settings.socket_connect_timeout
+    timer = gevent.Timeout._start_new_or_dummy(timeout)
+    sock = None
+    try:
+        sock = open_socket(settings)
+        _handshake(sock, settings, reader, packer)
+        return sock
+    except BaseException as exc:
+        if sock is not None:
+            sock.close()
+        if exc is timer:
+            raise ConnectionClosedError(
+                f"Timeout connecting to {settings.address} after {timeout}s"
+            ) from None
+        raise
+    finally:
+        timer.close()
+
+
+def _handshake(sock: Any, settings: ConnectionSettings, reader: Any, packer: Packer) -> None:
+    steps = settings.handshake()
+    if not steps:
+        return
+    sock.sendall(b"".join(packer.pack(args) for args, _ in steps))
+    replies = _read_replies(sock, reader, len(steps), settings.address)
+    for (args, optional), reply in zip(steps, replies):
+        if isinstance(reply, Exception) and not optional:
+            if args[0] == "HELLO" and "unknown command" in str(reply):
+                raise ConnectionClosedError(
+                    f"{settings.address} does not speak RESP3 (no HELLO); pass protocol=2"
+                )
+            if isinstance(reply, RedisConnectionError):
+                raise reply  # AuthenticationError and friends, as they are
+            raise ConnectionClosedError(f"handshake {args[0]} failed: {reply}")
+
+
+def _read_replies(sock: Any, reader: Any, count: int, address: str) -> List[Any]:
+    replies: List[Any] = []
+    buf = bytearray(4096)
+    while True:
+        while len(replies) < count:
+            reply = reader.gets()
+            if reply is NEED_DATA:
+                break
+            if isinstance(reply, RedisConnectionError):
+                raise reply  # e.g. "max number of clients reached", then EOF
+            replies.append(reply)
+        if len(replies) == count:
+            return replies
+        n = sock.recv_into(buf)
+        if not n:
+            raise ConnectionClosedError(f"{address} closed the connection during the handshake")
+        reader.feed(buf, 0, n)
