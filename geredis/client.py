@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 from time import monotonic
-from typing import Any, Dict, Optional, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Type, TypeVar
 
 import gevent
 import redis
@@ -34,13 +34,19 @@ from redis.commands import CoreCommands
 from redis.exceptions import ResponseError
 
 from .connection import Connection, State
+from .dedicated import DedicatedPool, wait_bound
 from .exceptions import ClientClosedError, SharedConnectionError, TimeoutError
+from .lock import Lock
+from .pipeline import PIPELINE_THRESHOLD, Pipeline, run_transaction
 from .protocol import Packer
 from .guards import check_thread, real_thread_id
 from .retry import RetryPolicy
-from .routing import ROUTES
+from .routing import ROUTES, block_seconds
 from .settings import ConnectionSettings, parse_url
 from .slots import FutureSlot
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .monitor import Monitor, PinnedRedis
 
 __all__ = ["Redis", "from_url"]
 
@@ -119,6 +125,14 @@ class Redis(redis.Redis):  # type: ignore[misc]
             ``socket_timeout`` bounds each command's wait for its reply.
         parser: ``"auto"`` (hiredis when installed), ``"hiredis"`` or
             ``"python"``.
+        max_dedicated: how many dedicated connections (blocking commands,
+            WATCH, large pipelines, ``client()``, ``monitor()``) may exist at
+            once; default 16.
+        dedicated_timeout: how long a caller waits for a dedicated
+            connection when all are in use before ``PoolExhaustedError``;
+            None (default) waits as long as it takes, 0 fails at once.
+        pipeline_threshold: pipelines with more commands than this (default
+            2000) run on a dedicated connection instead of the shared one.
 
     Other ``redis.Redis`` arguments are accepted only at their default value;
     anything else raises ``ValueError`` rather than being ignored.
@@ -136,8 +150,14 @@ class Redis(redis.Redis):  # type: ignore[misc]
         for name in _SENTINEL_ARGS & settings_kwargs.keys():
             if settings_kwargs[name] is _REDIS_SENTINEL:
                 del settings_kwargs[name]
+        max_dedicated = kwargs.pop("max_dedicated", 16)
+        dedicated_timeout = kwargs.pop("dedicated_timeout", None)
+        self.pipeline_threshold: int = kwargs.pop("pipeline_threshold", PIPELINE_THRESHOLD)
         _check_unsupported(kwargs)
         self.settings = settings = ConnectionSettings(**settings_kwargs)
+        self._dedicated = DedicatedPool(
+            settings, parser=self._parser, max_size=max_dedicated, timeout=dedicated_timeout
+        )
         self._timeout = settings.socket_timeout
         self._packer = Packer(settings.encoding, settings.encoding_errors)
         self.connection_pool = _PoolView(settings)  # type: ignore[assignment]
@@ -316,36 +336,74 @@ class Redis(redis.Redis):  # type: ignore[misc]
         conn = self._connection
         if conn is not None:
             conn.close(self._timeout if timeout is None else timeout)
+        self._dedicated.close(self._timeout if timeout is None else timeout)
 
     def __del__(self) -> None:
         conn = getattr(self, "_connection", None)
         if conn is not None:
             conn.close_nowait()
+        pool = getattr(self, "_dedicated", None)
+        if pool is not None:
+            pool.close_nowait()
 
     def _execute_dedicated(self, command: str, args: Any, options: Dict[str, Any]) -> Any:
-        raise SharedConnectionError(
-            f"{command} blocks its connection, so it cannot run on geredis's shared"
-            " connection (dedicated connections are not implemented yet); use a"
-            " redis.Redis client for it"
-        )
+        """Run a blocking command on a dedicated connection from the pool,
+        waiting at most its own block timeout plus ``socket_timeout``; if the
+        caller gives up first, that connection is aborted, never reused."""
+        packed = self._packer.pack(args)
+        bound = wait_bound(block_seconds(command, args), self._timeout)
+        reply = self._dedicated.run(packed, NEVER_DECODE in options, bound)
+        return self._finish(command, reply, options)
 
     def _not_yet(self, feature: str) -> SharedConnectionError:
         return SharedConnectionError(f"{feature} is not available in geredis yet")
 
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
-        raise self._not_yet("pipeline()")
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None, *,
+                 threshold: Optional[int] = None) -> Pipeline:
+        """redis-py's pipeline; ``threshold`` overrides ``pipeline_threshold``."""
+        return Pipeline(self, transaction, shard_hint, threshold=threshold)
 
-    def transaction(self, func: Any, *watches: Any, **kwargs: Any) -> Any:
-        raise self._not_yet("transaction()")
+    def transaction(self, func: Callable[[Pipeline], Any], *watches: Any,
+                    shard_hint: Any = None, value_from_callable: bool = False,
+                    watch_delay: Optional[float] = None) -> Any:
+        """redis-py's ``transaction``: WATCH, ``func(pipe)``, EXEC, retried on
+        ``WatchError``."""
+        return run_transaction(self, func, watches, shard_hint, value_from_callable,
+                               watch_delay)
+
+    def lock(self, name: Any, timeout: Optional[float] = None, sleep: float = 0.1,
+             blocking: bool = True, blocking_timeout: Optional[float] = None,
+             lock_class: Any = None, thread_local: bool = True,
+             raise_on_release_error: bool = True) -> Any:
+        """redis-py's ``lock``; the default class sleeps cooperatively
+        (``geredis.lock.Lock``) and keeps tokens per greenlet."""
+        return (lock_class or Lock)(
+            self, name, timeout=timeout, sleep=sleep, blocking=blocking,
+            blocking_timeout=blocking_timeout, thread_local=thread_local,
+            raise_on_release_error=raise_on_release_error,
+        )
 
     def pubsub(self, **kwargs: Any) -> Any:
-        raise self._not_yet("pubsub()")
+        """A :class:`geredis.pubsub.PubSub` on a connection of its own, with
+        this client's settings. Takes redis-py's ``pubsub()`` arguments plus
+        geredis's (``on_reconnect``, ``on_handler_error``, ``max_queued``...).
+        Close it yourself (``close()``/``with``): ``close()`` here does not."""
+        from .pubsub import PubSub
 
-    def monitor(self) -> Any:
-        raise self._not_yet("monitor()")
+        return PubSub(self.settings, parser=self._parser, **kwargs)
 
-    def client(self) -> Any:
-        raise self._not_yet("client()")
+    def monitor(self) -> "Monitor":
+        """redis-py's Monitor on a dedicated connection (``with r.monitor() as m``)."""
+        from .monitor import Monitor
+
+        return Monitor(self)
+
+    def client(self) -> "PinnedRedis":
+        """A client pinned to one dedicated connection (SELECT, raw WATCH ...);
+        close it to give the connection back."""
+        from .monitor import PinnedRedis
+
+        return PinnedRedis(self)
 
 
 class Futures(CoreCommands):  # type: ignore[misc]

@@ -46,18 +46,21 @@ class Deadlines:
         """Runs in the hub: time out every caller past its deadline."""
         self.cancel()
         now = self._loop.now()
-        expired = self.expired
-        for slot, deadline in islice(zip(self._slots, self.deadlines), expired, None):
+        late = []
+        for slot, deadline in islice(zip(self._slots, self.deadlines), self.expired, None):
             if deadline > now:
                 self.arm(deadline - now)
                 break
-            expired += 1
+            late.append(slot)
+        self.expired += len(late)
+        # Only now resume the callers: each one may queue more commands
+        # (growing the FIFO) before it switches back here.
+        for slot in late:
             slot.throw(
                 TimeoutError(
                     f"Timeout reading from {self._address}: no reply within {self._timeout}s"
                 )
             )
-        self.expired = expired
 
     def cancel(self) -> None:
         """Stop the timer (the connection closed, or it fired)."""

@@ -51,6 +51,7 @@ class TLSError(ConnectionClosedError, AuthenticationError):
     it does not fix itself, so the command is not retried.
     """
 
+
 #: Where a settings object keeps its SSLContext (not a dataclass field: it is
 #: not a constructor argument, and ``dataclasses.replace`` must not copy it).
 _CONTEXT_ATTR = "_geredis_ssl_context"
@@ -151,6 +152,10 @@ def ssl_context(settings: ConnectionSettings) -> gevent_ssl.SSLContext:
     return context  # type: ignore[no-any-return]
 
 
+#: Handshake errors that say the connection ended, not that TLS failed.
+_TRANSIENT = (_stdlib_ssl.SSLEOFError, _stdlib_ssl.SSLZeroReturnError, _stdlib_ssl.SSLSyscallError)
+
+
 def _wrap_tls(sock: Any, context: gevent_ssl.SSLContext, settings: ConnectionSettings) -> Any:
     """Run the TLS handshake over the connected ``sock``; closes it on error.
 
@@ -175,11 +180,11 @@ def _wrap_tls(sock: Any, context: gevent_ssl.SSLContext, settings: ConnectionSet
                 f"TLS certificate of {settings.address} rejected:"
                 f" {exc.verify_message or exc.reason}"
             ) from exc
-        if isinstance(exc, _stdlib_ssl.SSLError):
+        if isinstance(exc, _stdlib_ssl.SSLError) and not isinstance(exc, _TRANSIENT):
             raise TLSError(
                 f"TLS handshake with {settings.address} failed: {exc.reason or exc}"
             ) from exc
-        if isinstance(exc, OSError):
+        if isinstance(exc, OSError):  # reset or EOF: the server may be restarting
             raise ConnectionClosedError(
                 f"{settings.address} closed the connection during the TLS"
                 f" handshake: {exc.strerror or exc}"

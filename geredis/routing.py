@@ -7,11 +7,15 @@ False (the command goes out on the shared connection), True (the command runs
 on a dedicated connection: ``Redis._execute_dedicated``), or raises
 :class:`~geredis.exceptions.SharedConnectionError` naming the API to use.
 Commands absent from ``ROUTES`` (nearly all) cost one dict lookup.
+:func:`block_seconds` reads how long a blocking command may wait on the
+server from its own arguments, so its caller can bound the wait.
 
-Why each group is refused:
+Why each group cannot share:
 
-* blocking commands (BLPOP ... WAIT) would stall every greenlet queued behind
-  them, and an abandoned one would still pop an item on the server;
+* blocking commands (BLPOP ... WAIT, XREAD BLOCK) would stall every greenlet
+  queued behind them, so they run on a dedicated connection from the
+  client's pool (``dedicated.py``), which is aborted if its caller gives up
+  (an abandoned one would still pop an item on the server);
 * connection state (SELECT, AUTH, HELLO, RESET, CLIENT TRACKING ...) would
   change the connection under every other greenlet;
 * CLIENT REPLY OFF/SKIP suppress replies, which would shift every later reply
@@ -22,6 +26,7 @@ Why each group is refused:
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple
 
 from .exceptions import SharedConnectionError
@@ -29,13 +34,14 @@ from .exceptions import SharedConnectionError
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Redis
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "block_seconds", "is_blocking"]
 
 Check = Callable[["Redis", str, Tuple[Any, ...]], bool]
 
 _BLOCKING = (
     "BLPOP BRPOP BRPOPLPUSH BLMOVE BLMPOP BZPOPMIN BZPOPMAX BZMPOP WAIT WAITAOF".split()
 )
+_BLOCKING_SET = frozenset(_BLOCKING)
 _SUBSCRIBE = "SUBSCRIBE PSUBSCRIBE SSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE SUNSUBSCRIBE".split()
 _TRANSACTION = "MULTI EXEC DISCARD WATCH UNWATCH".split()
 
@@ -61,9 +67,57 @@ def _blocking(client: "Redis", command: str, args: Tuple[Any, ...]) -> bool:
     return True
 
 
+def _block_index(args: Tuple[Any, ...]) -> int:
+    # Where XREAD/XREADGROUP's BLOCK option is (0: none); options end at STREAMS.
+    for i, arg in enumerate(args[1:], 1):
+        if isinstance(arg, (str, bytes)):
+            word = _word(arg)
+            if word == "BLOCK":
+                return i
+            if word == "STREAMS":
+                return 0
+    return 0
+
+
 def _xread(client: "Redis", command: str, args: Tuple[Any, ...]) -> bool:
     # XREAD/XREADGROUP block only with the BLOCK option.
-    return any(_word(a) == "BLOCK" for a in args[1:] if isinstance(a, (str, bytes)))
+    return _block_index(args) > 0
+
+
+def is_blocking(command: str, args: Tuple[Any, ...]) -> bool:
+    """Whether ``command`` (upper case) with ``args`` may block on the server."""
+    if command in _BLOCKING_SET:
+        return True
+    return command in ("XREAD", "XREADGROUP") and _block_index(args) > 0
+
+
+# Where each blocking command keeps its timeout: (index, unit in seconds).
+_TIMEOUT_ARG = {
+    "BLPOP": (-1, 1.0), "BRPOP": (-1, 1.0), "BRPOPLPUSH": (-1, 1.0),
+    "BLMOVE": (-1, 1.0), "BZPOPMIN": (-1, 1.0), "BZPOPMAX": (-1, 1.0),
+    "BLMPOP": (1, 1.0), "BZMPOP": (1, 1.0), "WAIT": (2, 0.001), "WAITAOF": (3, 0.001),
+}  # fmt: skip
+
+
+def block_seconds(command: str, args: Tuple[Any, ...]) -> float:
+    """How long a blocking command may wait on the server, from its own
+    arguments: BLPOP's last argument (seconds), BLMPOP's first, XREAD's
+    ``BLOCK ms``, WAIT's timeout (ms). ``math.inf`` when it may wait forever
+    (a timeout of 0); 0.0 for a timeout it cannot read (the server refuses
+    such a command at once)."""
+    try:
+        if command in ("XREAD", "XREADGROUP"):
+            index, unit = _block_index(args) + 1, 0.001
+            if index == 1:
+                return 0.0
+        else:
+            index, unit = _TIMEOUT_ARG[command]
+        value = float(args[index])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return 0.0
+    if value == 0:
+        return math.inf
+    return max(value * unit, 0.0)
 
 
 def _client_setname(client: "Redis", command: str, args: Tuple[Any, ...]) -> bool:
@@ -104,19 +158,24 @@ ROUTES.update(
 )
 ROUTES.update(
     {
-        name: _refuse("needs a connection of its own; use r.pipeline() or r.transaction()")
+        name: _refuse(
+            "needs a connection of its own; use r.pipeline() / r.transaction()"
+            " (pipe.watch(), pipe.multi()), or r.client() for raw MULTI/WATCH"
+        )
         for name in _TRANSACTION
     }
 )
 ROUTES.update(
     {
         "SELECT": _refuse("would switch the database under every greenlet; pass"
-                          " db= to geredis.Redis() (one client per database)"),
+                          " db= to geredis.Redis() (one client per database), or"
+                          " use r.client() for a connection of your own"),
         "AUTH": _refuse("would change the shared connection's user; pass"
                         " username=/password= to geredis.Redis()"),
         "HELLO": _refuse("would change the shared connection's protocol; pass"
                          " protocol= to geredis.Redis()"),
-        "RESET": _refuse("would reset the connection under every greenlet; use close()"),
+        "RESET": _refuse("would reset the connection under every greenlet; use close(),"
+                         " or r.client() for connection state of your own"),
         "QUIT": _refuse("would close the connection under every greenlet; use close()"),
         "MONITOR": _refuse("turns its connection into a command feed; use r.monitor()"),
         "SYNC": _refuse(_REPLICATION),

@@ -1,0 +1,335 @@
+"""Dedicated connections: a small bounded pool of connections that each serve
+one caller at a time, for what cannot share the multiplexed connection.
+
+How this works:
+
+* A *permit* is the right to one dedicated connection; a pool has
+  ``max_size`` of them. :meth:`DedicatedPool.acquire` takes a permit and
+  returns an idle connection (the most recently used one) or opens a new one;
+  :meth:`DedicatedPool.release` gives the permit back. :meth:`DedicatedPool.hold`
+  takes a permit for something that manages its own socket (a pinned
+  ``r.client()``, a monitor), so those count against the same bound.
+* When no permit is free the caller queues (FIFO, strictly: a permit given
+  back goes straight to the longest waiter, newcomers cannot barge past) for
+  at most ``timeout`` seconds (None: as long as it takes), then gets
+  :class:`~geredis.exceptions.PoolExhaustedError`.
+* A dedicated connection is an ordinary :class:`~geredis.connection.Connection`
+  (handshake from the client's settings, lazily opened) with no timeout of its
+  own: its one caller bounds every wait itself (:func:`call`, :func:`wait_batch`)
+  and, when it gives up (timeout, ``gevent.Timeout``, kill) before the reply,
+  the connection is aborted, so a BLPOP the caller abandoned cannot pop an item
+  into nowhere. :meth:`release` keeps a connection only when it is clean
+  (CONNECTING/OPEN, nothing pending, same client name as the client's
+  settings); anything else is aborted.
+* :meth:`close` refuses new leases, wakes the waiters with
+  ``ClientClosedError``, closes idle connections, gives *graceful* leases (a
+  pipeline or transaction in flight) until the deadline to come back, and
+  aborts the rest (blocking commands, pinned clients, monitors).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import deque
+from typing import Any, Deque, List, Optional, Set
+
+import gevent
+from gevent.event import Event
+from gevent.hub import Waiter
+
+from .connection import Connection, State
+from .exceptions import ClientClosedError, PoolExhaustedError, TimeoutError
+from .settings import ConnectionSettings
+from .slots import BatchSlot, FutureSlot, failure_for
+
+__all__ = ["DedicatedPool", "call", "check_usable", "wait_batch", "wait_bound"]
+
+_LIVE = (State.CONNECTING, State.OPEN)
+
+
+def wait_bound(extra: float, socket_timeout: Optional[float]) -> Optional[float]:
+    """How long a caller waits for a reply: ``extra`` seconds the command may
+    block on the server (``math.inf``: forever) plus ``socket_timeout`` as a
+    margin. None means no bound."""
+    if socket_timeout is None or math.isinf(extra):
+        return None
+    return extra + socket_timeout
+
+
+def check_usable(conn: Connection) -> None:
+    """Raise the ConnectionError that closed ``conn``, if it is closed."""
+    if conn.state not in _LIVE:
+        raise failure_for(
+            conn.error or ClientClosedError("connection closed"), conn.settings.address
+        )
+
+
+def call(conn: Connection, packed: bytes, raw: bool, bound: Optional[float],
+         abort: bool = True) -> Any:
+    """Send one packed command on a dedicated connection and return the raw
+    reply (an error reply is returned, not raised).
+
+    Waits at most ``bound`` seconds (None: forever), then raises
+    ``redis.TimeoutError``. If the caller gives up before the reply (that
+    bound, ``gevent.Timeout``, kill) and ``abort`` is true, the connection is
+    aborted so the server cannot act for nobody.
+    """
+    check_usable(conn)
+    slot = FutureSlot()
+    conn.submit(packed, slot, raw)
+    try:
+        slot.wait(bound)
+    except BaseException:
+        if abort and not slot.ready():
+            conn.abort()
+        raise
+    if not slot.ready():
+        if abort:
+            conn.abort()
+        raise TimeoutError(
+            f"Timeout reading from {conn.settings.address}: no reply within {bound}s"
+        )
+    return slot.get()
+
+
+def wait_batch(conn: Connection, slot: BatchSlot, bound: Optional[float]) -> List[Any]:
+    """Wait at most ``bound`` seconds for a batch submitted on a dedicated
+    connection; abort the connection if the caller gives up first."""
+    result = slot.result
+    try:
+        result.wait(bound)
+    except BaseException:
+        if not result.ready():
+            conn.abort()
+        raise
+    if not result.ready():
+        conn.abort()
+        raise TimeoutError(
+            f"Timeout reading from {conn.settings.address}: no reply within {bound}s"
+        )
+    return result.get()  # type: ignore[no-any-return]
+
+
+class _Ticket:
+    """A caller queued for a permit."""
+
+    __slots__ = ("waiter", "granted")
+
+    def __init__(self) -> None:
+        self.waiter = Waiter()
+        self.granted = False
+
+
+class DedicatedPool:
+    """Up to ``max_size`` dedicated connections for one client.
+
+    Args:
+        settings: the client's settings (shared, so a later ``client_setname``
+            reaches connections opened afterwards).
+        parser: as for :class:`~geredis.connection.Connection`.
+        max_size: how many dedicated connections (leased, held or idle) may
+            exist at once.
+        timeout: how long ``acquire`` waits for a free permit; None waits as
+            long as it takes, 0 fails at once.
+    """
+
+    def __init__(self, settings: ConnectionSettings, *, parser: str = "auto",
+                 max_size: int = 16, timeout: Optional[float] = None) -> None:
+        if max_size < 1:
+            raise ValueError("max_dedicated must be at least 1")
+        self.settings = settings
+        self.max_size = max_size
+        self.timeout = timeout
+        self._parser = parser
+        self._free = max_size
+        self._idle: List[Connection] = []
+        self._waiters: Deque[_Ticket] = deque()
+        self._holders: Set[Any] = set()  # leased connections, pinned clients, monitors
+        self._graceful: Set[Connection] = set()
+        self._drained = Event()
+        self._drained.set()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<geredis.DedicatedPool in_use={self.in_use}/{self.max_size}"
+            f" idle={len(self._idle)} waiting={len(self._waiters)}>"
+        )
+
+    @property
+    def in_use(self) -> int:
+        """Permits taken: leased connections, pinned clients and monitors."""
+        return self.max_size - self._free
+
+    # -- permits -------------------------------------------------------------
+
+    def _take_permit(self) -> None:
+        if self._closed:
+            raise ClientClosedError("this geredis client was closed")
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+        else:
+            self._wait_for_permit()
+        while len(self._idle) > self._free:  # keep idle + taken <= max_size
+            self._idle.pop(0).abort()
+
+    def _wait_for_permit(self) -> None:
+        timeout = self.timeout
+        if timeout is not None and timeout <= 0:
+            raise self._exhausted()
+        ticket = _Ticket()
+        self._waiters.append(ticket)
+        timer = gevent.Timeout(timeout)
+        timer.start()
+        try:
+            ticket.waiter.get()
+        except BaseException as exc:
+            if ticket.granted:
+                self._give_permit()  # handed over just as we left: pass it on
+            else:
+                try:
+                    self._waiters.remove(ticket)
+                except ValueError:
+                    pass  # close() emptied the queue
+            if exc is timer:
+                raise self._exhausted() from None
+            raise
+        finally:
+            timer.close()
+
+    def _exhausted(self) -> PoolExhaustedError:
+        return PoolExhaustedError(
+            f"all {self.max_size} dedicated connections to {self.settings.address}"
+            f" are in use and none was released within {self.timeout}s"
+            " (raise max_dedicated= or dedicated_timeout= on geredis.Redis)"
+        )
+
+    def _give_permit(self) -> None:
+        if self._waiters:
+            ticket = self._waiters.popleft()
+            ticket.granted = True
+            gevent.get_hub().loop.run_callback(ticket.waiter.switch, None)
+        else:
+            self._free += 1
+
+    # -- leases ---------------------------------------------------------------
+
+    def connect(self, settings: Optional[ConnectionSettings] = None) -> Connection:
+        """A new dedicated connection, opened from ``settings`` or the pool's.
+        It has no timeout of its own (its caller bounds each wait) and no
+        health-check PINGs (one would queue behind a blocking command)."""
+        base = settings if settings is not None else self.settings
+        fresh = dataclasses.replace(base, socket_timeout=None, health_check_interval=0)
+        return Connection(fresh, parser=self._parser)
+
+    def acquire(self, graceful: bool = False) -> Connection:
+        """Lease a dedicated connection; give it back with :meth:`release`.
+
+        A ``graceful`` lease (a pipeline in flight) gets until ``close()``'s
+        deadline to finish; others are aborted at close.
+
+        Raises:
+            PoolExhaustedError: no permit became free within ``timeout``.
+            ClientClosedError: the client was closed.
+        """
+        self._take_permit()
+        conn: Optional[Connection] = None
+        while self._idle:
+            candidate = self._idle.pop()
+            if self._clean(candidate):
+                conn = candidate
+                break
+            candidate.abort()
+        if conn is None:
+            conn = self.connect()
+        self._holders.add(conn)
+        if graceful:
+            self._graceful.add(conn)
+            self._drained.clear()
+        return conn
+
+    def _clean(self, conn: Connection) -> bool:
+        return (
+            conn.state in _LIVE
+            and conn.pending == 0
+            and conn.settings.client_name == self.settings.client_name
+        )
+
+    def release(self, conn: Connection) -> None:
+        """Give a leased connection back: kept when clean, aborted otherwise.
+        Never blocks."""
+        if conn not in self._holders:
+            return  # released twice, or already aborted by close()
+        self._holders.discard(conn)
+        self._graceful.discard(conn)
+        if not self._graceful:
+            self._drained.set()
+        if not self._closed and self._clean(conn):
+            self._idle.append(conn)
+        else:
+            conn.abort()
+        self._give_permit()
+
+    def run(self, packed: bytes, raw: bool, bound: Optional[float]) -> Any:
+        """One command on a leased connection (a blocking command)."""
+        conn = self.acquire()
+        try:
+            return call(conn, packed, raw, bound)
+        finally:
+            self.release(conn)
+
+    def hold(self, holder: Any) -> None:
+        """Take a permit for ``holder``, which opens its own connection and has
+        ``abort()``; give it back with :meth:`unhold`."""
+        self._take_permit()
+        self._holders.add(holder)
+
+    def unhold(self, holder: Any) -> None:
+        if holder in self._holders:
+            self._holders.discard(holder)
+            self._give_permit()
+
+    # -- closing ----------------------------------------------------------------
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Close every dedicated connection; see the module comment.
+
+        Waits at most ``timeout`` seconds (None: as long as it takes) for
+        pipelines in flight on dedicated connections.
+        """
+        self._closed = True
+        self._wake_waiters()
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close(0)
+        for holder in list(self._holders):
+            if holder not in self._graceful:
+                self._abort(holder)
+        if self._graceful:
+            self._drained.wait(timeout)
+        for holder in list(self._holders):
+            self._abort(holder)
+
+    def close_nowait(self) -> None:
+        """Abort everything now without waiting (safe in ``__del__``)."""
+        self._closed = True
+        self._wake_waiters()
+        for conn in self._idle + list(self._holders):
+            conn.abort()
+        self._idle = []
+
+    def _wake_waiters(self) -> None:
+        waiters, self._waiters = self._waiters, deque()
+        loop = gevent.get_hub().loop
+        for ticket in waiters:
+            exc = ClientClosedError("this geredis client was closed")
+            loop.run_callback(ticket.waiter.throw, exc)
+
+    def _abort(self, holder: Any) -> None:
+        holder.abort()
+        if isinstance(holder, Connection):
+            holder.close(0)  # already CLOSED: joins its greenlets
+            self.release(holder)
+        else:
+            self.unhold(holder)

@@ -1,0 +1,73 @@
+"""``r.lock(...)``: redis-py's Lua-based Lock, made gevent-friendly.
+
+How this works: :class:`Lock` subclasses ``redis.lock.Lock`` and keeps all
+of it (the SET NX PX acquire, the Lua release/extend/reacquire scripts, the
+errors) except two things that assume threads:
+
+* a blocking ``acquire`` retries every ``sleep`` seconds with
+  ``gevent.sleep``, so while one greenlet waits for the lock every other
+  greenlet (including the one holding it) keeps running, whether or not the
+  program is monkey-patched (redis-py's ``time.sleep`` would block the hub,
+  and with it the holder that should release the lock);
+* with ``thread_local=True`` (the default) the token lives in
+  ``gevent.local.local``: greenlet-local, as thread-local is for threads, so
+  one Lock object shared by greenlets never lets a greenlet release a lock
+  another one holds. (Unpatched, ``threading.local`` would be shared by every
+  greenlet of the thread.)
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Optional, Union
+
+import gevent
+import gevent.local
+import redis.lock
+
+__all__ = ["Lock"]
+
+Number = Union[int, float]
+
+
+class Lock(redis.lock.Lock):  # type: ignore[misc]
+    """redis-py's ``Lock`` with a cooperative blocking ``acquire`` and
+    greenlet-local tokens. Same constructor as ``redis.lock.Lock``."""
+
+    def __init__(self, redis_client: Any, name: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(redis_client, name, *args, **kwargs)
+        if self.thread_local:
+            self.local = gevent.local.local()
+            self.local.token = None
+
+    def acquire(
+        self,
+        sleep: Optional[Number] = None,
+        blocking: Optional[bool] = None,
+        blocking_timeout: Optional[Number] = None,
+        token: Optional[Union[str, bytes]] = None,
+    ) -> bool:
+        """Take the lock; True once held. Without ``blocking``, one try.
+
+        ``blocking_timeout`` bounds the whole wait (None: no bound); between
+        tries the greenlet sleeps ``sleep`` seconds cooperatively.
+        """
+        pause = self.sleep if sleep is None else sleep
+        if blocking is None:
+            blocking = self.blocking
+        if blocking_timeout is None:
+            blocking_timeout = self.blocking_timeout
+        if token is None:
+            value: bytes = uuid.uuid1().hex.encode()
+        else:
+            value = self.redis.get_encoder().encode(token)
+        give_up_at = None if blocking_timeout is None else time.monotonic() + blocking_timeout
+        while not self.do_acquire(value):  # type: ignore[arg-type]
+            if not blocking:
+                return False
+            if give_up_at is not None and time.monotonic() + pause > give_up_at:
+                return False
+            gevent.sleep(pause)
+        self.local.token = value
+        return True

@@ -1,0 +1,291 @@
+"""Clients that keep one dedicated connection for themselves: ``r.monitor()``
+and ``r.client()``.
+
+How this works:
+
+* Both take a permit from the client's dedicated pool (``dedicated.py``), so
+  they count against ``max_dedicated``, and give it back when closed; their
+  connection is closed then, never returned to the pool. ``r.close()``
+  aborts any still open.
+* :class:`Monitor` is redis-py's ``Monitor`` (its ``next_command`` parsing,
+  ``listen``, context manager) over :class:`MonitorConnection`: a socket read
+  by the caller's own greenlet (a monitor's stream is replies nobody asked
+  for, which the multiplexed ``Connection`` treats as a protocol error), with
+  the client's handshake. A read waits at most ``socket_timeout`` seconds,
+  then raises ``redis.TimeoutError``; the monitor stays usable.
+* :class:`PinnedRedis` is a ``geredis.Redis`` whose every command runs on its
+  one connection, so connection state works: SELECT (tracked, and restored
+  if the connection must be reopened), CLIENT SETNAME, raw MULTI/WATCH,
+  blocking commands (bounded by their own timeout; the connection is aborted
+  if the caller gives up). Only what would break the connection itself is
+  refused (CLIENT REPLY, HELLO, RESET, QUIT, MONITOR, SUBSCRIBE ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Optional, Tuple
+
+import gevent
+import redis.client
+from gevent.event import AsyncResult
+from redis._parsers.encoders import Encoder
+from redis.client import NEVER_DECODE
+
+from .client import Futures, Redis, _PoolView
+from .connection import Connection, State
+from .dedicated import call, wait_bound
+from .exceptions import ClientClosedError, ConnectionClosedError, SharedConnectionError, TimeoutError
+from .handshake import open_initialised
+from .pipeline import Pipeline, _name
+from .protocol import NEED_DATA, PUSH_TYPES, Packer, make_reader
+from .routing import block_seconds, is_blocking
+from .settings import ConnectionSettings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .dedicated import DedicatedPool
+
+__all__ = ["Monitor", "MonitorConnection", "PinnedRedis"]
+
+
+class MonitorConnection:
+    """What ``redis.client.Monitor`` needs of a connection (``send_command``,
+    ``read_response``, ``disconnect``, ``encoder``), read in the caller's
+    greenlet."""
+
+    def __init__(self, settings: ConnectionSettings, parser: str = "auto") -> None:
+        self.settings = settings
+        self.encoder = Encoder(  # type: ignore[no-untyped-call]
+            settings.encoding, settings.encoding_errors, settings.decode_responses
+        )
+        self._packer = Packer(settings.encoding, settings.encoding_errors)
+        self._reader = make_reader(parser=parser)  # bytes: Monitor decodes
+        self._buf = bytearray(65536)
+        self._sock: Any = None
+
+    def connect(self) -> None:
+        """Connect and run the client's handshake."""
+        self._sock = open_initialised(self.settings, self._reader, self._packer)
+
+    def send_command(self, *args: Any) -> None:
+        if self._sock is None:
+            self.connect()
+        try:
+            self._sock.sendall(self._packer.pack(args))
+        except OSError as exc:
+            self.disconnect()
+            raise ConnectionClosedError(f"connection to {self.settings.address} lost: {exc!r}")
+
+    def read_response(self) -> Any:
+        """The next reply; an error reply is raised. Waits at most
+        ``socket_timeout`` seconds."""
+        if self._sock is None:
+            raise ConnectionClosedError("the monitor is not connected")
+        reply = self._read(self.settings.socket_timeout)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def _read(self, timeout: Optional[float]) -> Any:
+        # The next reply that is not a push message.
+        while True:
+            reply = self._reader.gets()
+            if reply is NEED_DATA:
+                self._recv(timeout)
+            elif type(reply) not in PUSH_TYPES:
+                return reply
+
+    def _recv(self, timeout: Optional[float]) -> None:
+        sock = self._sock
+        if sock is None:
+            raise ConnectionClosedError("the monitor was closed")
+        error = TimeoutError(f"Timeout reading from {self.settings.address}")
+        try:
+            with gevent.Timeout(timeout, error):
+                n = sock.recv_into(self._buf)
+        except OSError as exc:
+            self.disconnect()
+            raise ConnectionClosedError(
+                f"connection to {self.settings.address} lost: {exc!r}"
+            ) from exc
+        if not n:
+            self.disconnect()
+            raise ConnectionClosedError(f"{self.settings.address} closed the connection")
+        self._reader.feed(self._buf, 0, n)
+
+    def disconnect(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+
+class Monitor(redis.client.Monitor):  # type: ignore[misc]
+    """``r.monitor()``: redis-py's Monitor on a dedicated connection.
+
+    ``with r.monitor() as m: for command in m.listen(): ...``; each command
+    is a dict (time, db, client_address, client_port, client_type, command).
+    """
+
+    def __init__(self, client: Redis) -> None:
+        self._closed = True
+        self._pool: DedicatedPool = client._dedicated
+        self.connection_pool = None
+        self.connection = MonitorConnection(client.settings, client._parser)
+        self._pool.hold(self)  # may raise PoolExhaustedError
+        self._closed = False
+
+    def __enter__(self) -> "Monitor":
+        try:
+            self._start_monitor()  # type: ignore[no-untyped-call]
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self.close()
+
+    def close(self) -> None:
+        """Close the monitor's connection and give its permit back."""
+        self._closed = True
+        self.connection.disconnect()
+        self._pool.unhold(self)
+
+    def abort(self) -> None:
+        self._closed = True
+        self.connection.disconnect()
+
+
+_REFUSED = {
+    "HELLO": "would change the protocol replies are parsed with; pass protocol= to"
+             " geredis.Redis()",
+    "RESET": "would reset the connection to RESP2 and forget its state; close() this"
+             " client and open another with r.client()",
+    "QUIT": "is not needed: use close()",
+    "MONITOR": "turns its connection into a command feed; use r.monitor()",
+    "SYNC": "turns its connection into a replication stream; use redis-cli",
+    "PSYNC": "turns its connection into a replication stream; use redis-cli",
+    "CLIENT REPLY": "OFF/SKIP would suppress replies and desynchronise the connection",
+    "CLIENT TRACKING": "(client-side caching) is not supported by geredis",
+}
+for _name_ in "SUBSCRIBE PSUBSCRIBE SSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE SUNSUBSCRIBE".split():
+    _REFUSED[_name_] = "needs a subscriber connection; use r.pubsub()"
+
+
+def _full_name(command: str, args: Tuple[Any, ...]) -> str:
+    """``"CLIENT", "SETNAME", x`` -> ``"CLIENT SETNAME"``."""
+    if command == "CLIENT" and len(args) > 1:
+        return "CLIENT " + _name(args[1])
+    return command
+
+
+class PinnedRedis(Redis):
+    """``r.client()``: a client pinned to one dedicated connection, for code
+    that needs connection state. Close it (or use ``with``) to give the
+    connection back; it is closed, not reused."""
+
+    def __init__(self, parent: Redis) -> None:  # not Redis.__init__: shares the parent's setup
+        self._closed = True
+        self._connection: Optional[Connection] = None
+        self._parent = parent
+        self._dedicated = parent._dedicated
+        self.settings = dataclasses.replace(parent.settings)  # SELECT/SETNAME tracked here
+        self._parser = parent._parser
+        self._timeout = parent._timeout
+        self._packer = parent._packer
+        self.connection_pool = _PoolView(self.settings)  # type: ignore[assignment]
+        self.connection = None
+        self.response_callbacks = parent.response_callbacks
+        self.pipeline_threshold = parent.pipeline_threshold
+        self.futures = Futures(self)
+        self._dedicated.hold(self)  # may raise PoolExhaustedError
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return "<geredis.PinnedRedis" + super().__repr__()[len("<geredis.Redis"):]
+
+    def _refuse(self, command: str, args: Tuple[Any, ...]) -> None:
+        full = _full_name(command, args)
+        why = _REFUSED.get(full)
+        if why is not None:
+            raise SharedConnectionError(f"{full} {why}")
+
+    def _usable_connection(self) -> Connection:
+        if self._closed:
+            raise ClientClosedError("this pinned geredis client was closed")
+        conn = self._connection
+        if conn is None or conn.state is State.CLOSED or conn.state is State.CLOSING:
+            conn = self._connection = self._dedicated.connect(self.settings)
+        return conn
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        """Run one command on the pinned connection."""
+        command = _name(args[0])
+        self._refuse(command, args)
+        extra = block_seconds(command, args) if is_blocking(command, args) else 0.0
+        packed = self._packer.pack(args)
+        conn = self._usable_connection()
+        # A timed-out command's late reply is dropped by the connection; only
+        # an abandoned blocking command forces the connection closed.
+        reply = call(conn, packed, NEVER_DECODE in options,
+                     wait_bound(extra, self._timeout), abort=extra > 0)
+        if not isinstance(reply, Exception):
+            full = _full_name(command, args)
+            if full == "SELECT":
+                self.settings.db = int(args[1])
+            elif full == "CLIENT SETNAME":
+                name = args[-1]
+                self.settings.client_name = name.decode() if isinstance(name, bytes) else name
+        return self._finish(command, reply, options)
+
+    def execute_async(self, *args: Any, **options: Any) -> AsyncResult:
+        """Runs the command now (a pinned connection serves one caller) and
+        returns a ready AsyncResult."""
+        result = AsyncResult()
+        try:
+            result.set(self.execute_command(*args, **options))
+        except Exception as exc:
+            result.set_exception(exc)
+        return result
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None, *,
+                 threshold: Optional[int] = None) -> Pipeline:
+        """A pipeline that runs on this client's connection."""
+        return Pipeline(self, transaction, shard_hint, threshold=threshold,
+                        pinned=self._usable_connection, refuse=self._refuse)
+
+    def client(self) -> "PinnedRedis":
+        return self._parent.client()
+
+    def monitor(self) -> Monitor:
+        return self._parent.monitor()
+
+    def pubsub(self, **kwargs: Any) -> Any:
+        return self._parent.pubsub(**kwargs)
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Let pending commands finish (at most ``timeout``, default
+        ``socket_timeout``), close the connection, give the permit back."""
+        self._closed = True
+        conn = self._connection
+        if conn is not None:
+            conn.close(self._timeout if timeout is None else timeout)
+        self._dedicated.unhold(self)
+
+    def abort(self) -> None:
+        self._closed = True
+        conn = self._connection
+        if conn is not None:
+            conn.abort()
+            conn.close(0)  # joins its greenlets
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self._closed = True
+            if self._connection is not None:
+                self._connection.abort()
+            self._dedicated.unhold(self)

@@ -1,0 +1,360 @@
+"""One subscription connection, from connect to its end; never reused.
+
+How this works:
+
+* :meth:`Stream.open` connects and runs the handshake within
+  ``socket_connect_timeout`` (``handshake.open_initialised``, as for every
+  connection geredis opens). :meth:`Stream.replay` then subscribes every
+  name of the subscriber's tables.
+* Confirmations arrive as messages, and an error reply has no success
+  counterpart, so each command goes out followed by a ``PING``: its fence.
+  Fences wait in a FIFO. A pong resolves the head fence; an error reply is
+  attached to it. This is how a caller learns that the server confirmed its
+  command, or refused it.
+* Writes are queued like the shared connection's: the caller appends the
+  bytes and the fence with no switch in between, a hub callback makes one
+  non-blocking send, and a writer greenlet sends what the kernel did not take.
+* :meth:`Stream.run` is the reader loop: a RESP3 push, or with RESP2 an
+  array, is a pub/sub frame. It becomes a redis-py message dict and goes to
+  ``Delivery``: to the handler queue when its table entry has a handler, else
+  to the inbox. Anything else is a reply for the fences. Unsubscribe
+  confirmations remove names from the tables (only those the application
+  asked to drop: hiredis's and redis-py's rule).
+* Health check: with ``health_check_interval``, a read that is idle that
+  long sends a PING. A second idle interval with no byte at all ends the
+  stream.
+
+``run`` returns only by raising the error that ended the stream; the owner
+then calls :meth:`close` and gets back the fences still unresolved.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional, Sequence, Set, Tuple
+
+import gevent
+from gevent import getcurrent
+from gevent.event import AsyncResult
+from gevent.greenlet import Greenlet
+
+from ..connection import READ_SIZE, BackgroundGreenlet
+from ..exceptions import ConnectionClosedError, ProtocolError
+from ..handshake import open_initialised
+from ..protocol import NEED_DATA, PUSH_TYPES, Packer, make_reader
+from ..settings import ConnectionSettings
+from .delivery import Delivery, ReconnectInfo
+
+__all__ = ["Fence", "PING", "Stream", "SUBSCRIBE", "UNSUBSCRIBE"]
+
+logger = logging.getLogger("geredis.pubsub")
+
+PING = b"*1\r\n$4\r\nPING\r\n"
+SUBSCRIBE = ("SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE")  # by table index
+UNSUBSCRIBE = ("UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE")
+
+# Frame kinds, as bytes and as str (decode_responses): one dict lookup each.
+MESSAGE, PMESSAGE, SMESSAGE, PONG = "message", "pmessage", "smessage", "pong"
+_CONFIRM = {"subscribe": 0, "psubscribe": 1, "ssubscribe": 2}
+_UNCONFIRM = {"unsubscribe": 0, "punsubscribe": 1, "sunsubscribe": 2}
+_KINDS: Dict[Any, str] = {}
+for _kind in (MESSAGE, PMESSAGE, SMESSAGE, PONG, *_CONFIRM, *_UNCONFIRM):
+    _KINDS[_kind] = _kind
+    _KINDS[_kind.encode()] = _kind
+
+
+class Fence:
+    """A PING's place in the FIFO: resolves the command sent before it."""
+
+    SUB, UNSUB, USER_PING, HEALTH, REPLAY = range(5)
+
+    __slots__ = ("kind", "result", "errors", "rollback", "parent", "followers", "ping", "info")
+
+    def __init__(self, kind: int, result: Optional[AsyncResult] = None) -> None:
+        self.kind = kind
+        self.result = result
+        self.errors: List[BaseException] = []
+        #: On an error reply: (table, names) to remove again.
+        self.rollback: Optional[Tuple[Dict[Any, Any], Sequence[Any]]] = None
+        #: Gets this fence's errors (a replayed command's fence -> the replay's).
+        self.parent: Optional[Fence] = None
+        #: Resolved with this fence (callers carried over from a dead stream).
+        self.followers: List[Fence] = []
+        self.ping: Any = None  # a user PING's message
+        self.info: Optional[ReconnectInfo] = None  # the replay's reconnect notice
+
+    def finish(self, value: Any) -> None:
+        """Wake the waiters: ``value`` is None or the exception to raise."""
+        if self.result is not None and not self.result.ready():
+            self.result.set(value)
+        for follower in self.followers:
+            follower.finish(value)
+
+
+class Stream:
+    """One connection of a subscriber. See the module comment."""
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        delivery: Delivery,
+        tables: Tuple[Dict[Any, Any], ...],
+        pending: Tuple[Set[Any], ...],
+        *,
+        parser: str,
+        health_check_interval: float,
+    ) -> None:
+        self.settings = settings
+        self.delivery = delivery
+        self.tables = tables
+        self.pending = pending
+        self.parser = parser
+        self.health_check_interval = health_check_interval
+        self.fences: Deque[Fence] = deque()
+        self.closed = False
+        self._packer = Packer(settings.encoding, settings.encoding_errors)
+        self._sock: Any = None
+        self._raw_send: Any = None
+        self._reader: Any = None
+        self._outbuf: List[Any] = []
+        self._flush_scheduled = False
+        self._writer: Optional[Greenlet] = None
+        self._write_error: Optional[BaseException] = None
+        self._health_sent = False
+        self._loop = gevent.get_hub().loop
+
+    # -- opening -------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect and run the handshake (``handshake.open_initialised``,
+        within ``socket_connect_timeout``); raises OSError or RedisError."""
+        settings = self.settings
+        decode = settings.encoding if settings.decode_responses else None
+        self._reader = make_reader(
+            encoding=decode, errors=settings.encoding_errors, parser=self.parser
+        )
+        sock = open_initialised(settings, self._reader, self._packer)
+        if self.closed:  # closed while connecting
+            sock.close()
+            raise ConnectionClosedError("the stream was closed")
+        self._sock = sock
+        self._raw_send = None if hasattr(sock, "_sslobj") else sock._sock.send
+        sock.settimeout(self.health_check_interval or None)
+
+    def replay(self, fence: Fence) -> None:
+        """Subscribe every name in the tables, each table's command with its
+        own fence, then ``fence``: it resolves once all are confirmed."""
+        for kind, table in enumerate(self.tables):
+            if table:
+                names = list(table)
+                command = Fence(Fence.SUB)
+                command.rollback = (table, names)
+                command.parent = fence
+                self.send(self._packer.pack((SUBSCRIBE[kind], *names)) + PING, command)
+        self.send(PING, fence)
+        self._flush()
+
+    # -- writing -----------------------------------------------------------
+
+    def pack(self, args: Sequence[Any]) -> bytes:
+        return self._packer.pack(args)
+
+    def send(self, data: bytes, fence: Fence) -> None:
+        """Queue ``data`` (ending with its PING) and its fence."""
+        # No switch from here to the end: fence order is wire order.
+        self.fences.append(fence)
+        self._outbuf.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.run_callback(self._flush)
+
+    def _flush(self) -> None:
+        # Runs in the hub (or in the reader, before a read): never blocks.
+        self._flush_scheduled = False
+        out = self._outbuf
+        if self._writer is not None or not out or self.closed or self._sock is None:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        try:
+            sent = 0 if self._raw_send is None else self._raw_send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._break(exc)
+            return
+        if sent < len(data):
+            out.insert(0, memoryview(data)[sent:])
+            self._writer = BackgroundGreenlet.spawn(self._drain)
+
+    def _drain(self) -> None:
+        # The writer greenlet: finishes what one non-blocking send could not.
+        out = self._outbuf
+        try:
+            while out and not self.closed:
+                data = out[0] if len(out) == 1 else b"".join(out)
+                out.clear()
+                self._sock.sendall(data)
+        except OSError as exc:
+            self._break(exc)
+        finally:
+            if self._writer is getcurrent():
+                self._writer = None
+
+    def _break(self, exc: BaseException) -> None:
+        # A write failed: close the socket; the reader sees it and ends.
+        if not self.closed:
+            self._write_error = exc
+            self._sock.close()
+
+    # -- reading -------------------------------------------------------------
+
+    def run(self) -> None:
+        """Read until the stream ends, then raise why."""
+        try:
+            self._read_loop()
+        except (OSError, ConnectionClosedError, ProtocolError) as exc:
+            if self._write_error is not None:
+                raise self._write_error from exc
+            raise
+
+    def _read_loop(self) -> None:
+        recv_into = self._sock.recv_into
+        buf = bytearray(READ_SIZE)
+        feed, gets = self._reader.feed, self._reader.gets
+        push_types = PUSH_TYPES
+        resp2 = self.settings.wire_protocol == 2
+        channels, patterns, shard_channels = self.tables
+        delivery = self.delivery
+        queue, inbox = delivery.queue, delivery.inbox
+        to_handler, to_inbox = queue.append, inbox.append
+        kinds = _KINDS
+        while True:
+            try:
+                n = recv_into(buf)
+            except TimeoutError:  # health_check_interval passed in silence
+                self._health_check()
+                continue
+            if not n:
+                raise ConnectionClosedError(f"{self.settings.address} closed the connection")
+            feed(buf, 0, n)
+            while True:
+                try:
+                    frame = gets()
+                except UnicodeDecodeError as exc:
+                    logger.warning("pub/sub frame dropped: cannot decode it (%s)", exc)
+                    continue
+                if frame is NEED_DATA:
+                    break
+                if type(frame) in push_types or (resp2 and type(frame) is list):
+                    try:
+                        kind = kinds.get(frame[0])
+                    except (IndexError, TypeError):  # empty, or an unhashable head
+                        kind = None
+                    if kind is MESSAGE:
+                        channel = frame[1]
+                        message = {
+                            "type": MESSAGE, "pattern": None, "channel": channel, "data": frame[2]
+                        }
+                        handler = channels.get(channel)
+                    elif kind is PMESSAGE:
+                        pattern = frame[1]
+                        message = {
+                            "type": PMESSAGE, "pattern": pattern, "channel": frame[2],
+                            "data": frame[3],
+                        }  # fmt: skip
+                        handler = patterns.get(pattern)
+                    elif kind is SMESSAGE:
+                        channel = frame[1]
+                        message = {
+                            "type": SMESSAGE, "pattern": None, "channel": channel, "data": frame[2]
+                        }
+                        handler = shard_channels.get(channel)
+                    else:
+                        self._control(kind, frame, resp2)
+                        continue
+                    if handler is None:
+                        to_inbox(message)
+                    else:
+                        to_handler((handler, message))
+                else:
+                    self._reply(frame)
+            delivery.after_read()
+            if n == READ_SIZE or queue or inbox:
+                gevent.idle()  # let the dispatcher, get_message and timers run
+
+    def _control(self, kind: Optional[str], frame: List[Any], resp2: bool) -> None:
+        # Confirmations and RESP2 pongs: the uncommon frames.
+        if kind is PONG:
+            self._reply(frame[1] if len(frame) > 1 else b"")
+        elif kind in _CONFIRM or kind in _UNCONFIRM:
+            index = _UNCONFIRM.get(kind)  # type: ignore[arg-type]
+            if index is not None and frame[1] in self.pending[index]:
+                self.pending[index].discard(frame[1])
+                self.tables[index].pop(frame[1], None)
+                if not any(self.tables):
+                    self.delivery.wake()  # listen() ends
+            if not self.delivery.ignore_subscribe_messages:
+                self.delivery.inbox.append(
+                    {"type": kind, "pattern": None, "channel": frame[1], "data": frame[2]}
+                )
+        elif resp2:
+            raise ProtocolError(
+                f"{self.settings.address} sent an unexpected reply: {frame!r:.80}"
+            )
+        else:
+            logger.debug("pub/sub connection ignored a push: %r", frame)
+
+    def _reply(self, reply: Any) -> None:
+        fences = self.fences
+        if not fences:
+            raise ProtocolError(
+                f"{self.settings.address} sent a reply nobody asked for: {reply!r:.80}"
+            )
+        if isinstance(reply, Exception):
+            fences[0].errors.append(reply)
+            return
+        fence = fences.popleft()
+        errors = fence.errors
+        if fence.kind == Fence.USER_PING:
+            data = reply if fence.ping is not None else reply[:0]  # b"" or ""
+            pong = {"type": PONG, "pattern": None, "channel": None, "data": data}
+            self.delivery.inbox.append(pong)
+        elif fence.kind == Fence.HEALTH:
+            self._health_sent = False
+        if errors:
+            if fence.rollback is not None:
+                table, names = fence.rollback
+                for name in names:
+                    table.pop(name, None)
+            if fence.parent is not None:
+                fence.parent.errors.extend(errors)
+        fence.finish(errors[0] if errors else None)
+        if fence.info is not None:
+            self.delivery.reconnected(fence.info)
+
+    def _health_check(self) -> None:
+        if self._health_sent:
+            raise ConnectionClosedError(
+                f"{self.settings.address} sent nothing for"
+                f" {2 * self.health_check_interval:g}s, not even a pong"
+            )
+        self._health_sent = True
+        self.send(PING, Fence(Fence.HEALTH))
+
+    # -- closing -------------------------------------------------------------
+
+    def close(self) -> List[Fence]:
+        """Close the socket and stop the writer (never blocks); returns the
+        fences still waiting, for the owner to settle."""
+        self.closed = True
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.kill(block=False)
+        if self._sock is not None:
+            self._sock.close()
+        self._outbuf.clear()
+        fences = list(self.fences)
+        self.fences.clear()
+        return fences
