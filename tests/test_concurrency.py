@@ -131,3 +131,30 @@ def test_works_under_monkey_patching_subprocess(redis_server: RedisServer) -> No
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_timed_out_callers_that_queue_again_at_once(redis_server: RedisServer) -> None:
+    # Callers resumed by the deadline timer queue new commands before the
+    # timer has finished with the others; nothing may be skipped or broken.
+    with geredis.Redis(port=redis_server.port, socket_timeout=0.1) as c:
+        c.ping()
+        conn = c._connection
+        sleeper = gevent.spawn(c.execute_command, "DEBUG", "SLEEP", "0.3")
+        gevent.sleep(0.01)
+        outcomes: List[str] = []
+
+        def caller() -> None:
+            try:
+                c.get("a")
+            except redis.TimeoutError:
+                try:
+                    c.get("b")
+                except redis.TimeoutError:
+                    outcomes.append("timeout twice")
+
+        callers = [gevent.spawn(caller) for _ in range(20)]
+        gevent.joinall([sleeper, *callers])
+        assert outcomes == ["timeout twice"] * 20
+        gevent.sleep(0.4)
+        assert c.get("a") is None
+        assert c._connection is conn and conn.pending == 0
