@@ -302,6 +302,7 @@ class Connection:
         now = self._loop.now
         room = self.room
         max_in_flight = self.max_in_flight
+        unyielded = 0
         while True:
             if self.state is _CLOSING and not pending:
                 return
@@ -350,8 +351,12 @@ class Connection:
                     run_callback(wake, woken)
             if len(pending) < max_in_flight and not room.is_set():
                 room.set()  # callers waiting for the in-flight limit may go on
-            if n == READ_SIZE:
-                gevent.idle()  # more is waiting: let woken callers and timers run
+            unyielded += n
+            if unyielded >= READ_SIZE:
+                # A long reply or a burst is arriving: let woken callers and
+                # timers run (TLS reads return 16 KiB at most, so count bytes).
+                unyielded = 0
+                gevent.idle()
 
     def _check_integrity(self, slot: Any, reply: Any, woken: List[Any]) -> None:
         # Hold a batch's replies until its marker comes back intact, so a

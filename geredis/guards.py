@@ -96,7 +96,9 @@ def health_check(conn: "Connection") -> None:
         slot = FutureSlot()
         conn.submit(ping, slot)
         slot.wait(interval)
-        if not slot.ready() and conn.state is State.OPEN:
+        # A reply (even an error reply) proves the peer alive; no reply, or
+        # the PING's own socket_timeout expiring, does not.
+        if not slot.successful() and conn.state is State.OPEN:
             conn.abort(
                 ConnectionClosedError(
                     f"{conn.settings.address} did not answer a health check PING"
