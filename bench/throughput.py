@@ -114,10 +114,11 @@ def main() -> None:
     import redis
 
     admin = redis.Redis.from_url(url)
-    try:
-        admin.config_set("maxclients", 20000)
-    except redis.ResponseError as exc:
-        print(f"note: could not raise maxclients ({exc}); the unbounded pool may hit it")
+    if int(admin.config_get("maxclients")["maxclients"]) < 11000:
+        try:
+            admin.config_set("maxclients", 11000)
+        except redis.ResponseError as exc:
+            print(f"note: could not raise maxclients ({exc}); the unbounded pool may hit it")
     version = admin.info("server")["redis_version"]
     admin.close()
 

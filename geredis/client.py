@@ -339,12 +339,17 @@ class Redis(redis.Redis):  # type: ignore[misc]
         self._dedicated.close(self._timeout if timeout is None else timeout)
 
     def __del__(self) -> None:
-        conn = getattr(self, "_connection", None)
-        if conn is not None:
-            conn.close_nowait()
-        pool = getattr(self, "_dedicated", None)
-        if pool is not None:
-            pool.close_nowait()
+        # Start closing, never block. At interpreter exit greenlets may be
+        # finalized already; there is nothing left to save then.
+        try:
+            conn = getattr(self, "_connection", None)
+            if conn is not None:
+                conn.close_nowait()
+            pool = getattr(self, "_dedicated", None)
+            if pool is not None:
+                pool.close_nowait()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
 
     def _execute_dedicated(self, command: str, args: Any, options: Dict[str, Any]) -> Any:
         """Run a blocking command on a dedicated connection from the pool,
