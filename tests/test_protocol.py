@@ -672,3 +672,45 @@ def test_pack_paths_agree_and_round_trip(args: List[Any]) -> None:
                              a.encode() if isinstance(a, str) else
                              repr(a).encode() if isinstance(a, (int, float)) else a
                              for a in args]
+
+
+def _drain_bounded(reader: Any, budget: int, allowed: Any) -> List[Any]:
+    """Replies until NEED_DATA; a ProtocolError ends it; never loops forever."""
+    out: List[Any] = []
+    for _ in range(budget):
+        try:
+            reply = reader.gets()
+        except allowed as exc:
+            if isinstance(exc, ProtocolError):
+                out.append("<protocol error>")
+                return out
+            continue
+        if reply is NEED_DATA:
+            return out
+        out.append(reply)
+    raise AssertionError("reader never returned NEED_DATA")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(REPLIES, min_size=1, max_size=3), st.integers(0, 10_000),
+       st.sampled_from(["flip", "insert", "delete"]), st.binary(min_size=1, max_size=1))
+def test_mutated_streams_only_raise_protocol_errors(
+    replies: List[Any], where: int, how: str, byte: bytes
+) -> None:
+    # A valid stream with one byte changed, added or removed: each reader
+    # returns replies, NEED_DATA or a ProtocolError, and nothing else.
+    wire = bytearray(b"".join(w for w, _ in replies))
+    at = where % len(wire)
+    if how == "flip":
+        wire[at] = byte[0]
+    elif how == "insert":
+        wire[at:at] = byte
+    else:
+        del wire[at]
+    data = bytes(wire)
+    for parser in ["python"] + (["hiredis"] if HIREDIS_AVAILABLE else []):
+        if parser == "hiredis" and re.search(rb"[*%~>|]-?[0-9]{8}", data):
+            continue  # hiredis allocates a list that big at once: slow, not wrong
+        reader = make_reader(parser=parser)
+        reader.feed(data)
+        _drain_bounded(reader, len(data) + 2, (ProtocolError,))
