@@ -12,19 +12,23 @@ from .connection import Connection, State
 from .exceptions import (
     ClientClosedError,
     ConnectionClosedError,
+    PoolExhaustedError,
     ProtocolError,
     SharedConnectionError,
 )
+from .guards import ThreadAffinityError
 
 __all__ = [
     "ClientClosedError",
     "Connection",
     "ConnectionClosedError",
     "Futures",
+    "PoolExhaustedError",
     "ProtocolError",
     "Redis",
     "SharedConnectionError",
     "State",
+    "ThreadAffinityError",
     "__version__",
     "from_url",
 ]

@@ -360,9 +360,6 @@ class Redis(redis.Redis):  # type: ignore[misc]
         reply = self._dedicated.run(packed, NEVER_DECODE in options, bound)
         return self._finish(command, reply, options)
 
-    def _not_yet(self, feature: str) -> SharedConnectionError:
-        return SharedConnectionError(f"{feature} is not available in geredis yet")
-
     def pipeline(self, transaction: bool = True, shard_hint: Any = None, *,
                  threshold: Optional[int] = None) -> Pipeline:
         """redis-py's pipeline; ``threshold`` overrides ``pipeline_threshold``."""

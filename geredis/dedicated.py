@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from collections import deque
 from typing import Any, Deque, List, Optional, Set
 
@@ -145,7 +146,8 @@ class DedicatedPool:
         self._free = max_size
         self._idle: List[Connection] = []
         self._waiters: Deque[_Ticket] = deque()
-        self._holders: Set[Any] = set()  # leased connections, pinned clients, monitors
+        self._leased: Set[Connection] = set()
+        self._held: "weakref.WeakSet[Any]" = weakref.WeakSet()  # pinned clients, monitors
         self._graceful: Set[Connection] = set()
         self._drained = Event()
         self._drained.set()
@@ -171,8 +173,6 @@ class DedicatedPool:
             self._free -= 1
         else:
             self._wait_for_permit()
-        while len(self._idle) > self._free:  # keep idle + taken <= max_size
-            self._idle.pop(0).abort()
 
     def _wait_for_permit(self) -> None:
         timeout = self.timeout
@@ -243,7 +243,7 @@ class DedicatedPool:
             candidate.abort()
         if conn is None:
             conn = self.connect()
-        self._holders.add(conn)
+        self._leased.add(conn)
         if graceful:
             self._graceful.add(conn)
             self._drained.clear()
@@ -259,9 +259,9 @@ class DedicatedPool:
     def release(self, conn: Connection) -> None:
         """Give a leased connection back: kept when clean, aborted otherwise.
         Never blocks."""
-        if conn not in self._holders:
+        if conn not in self._leased:
             return  # released twice, or already aborted by close()
-        self._holders.discard(conn)
+        self._leased.discard(conn)
         self._graceful.discard(conn)
         if not self._graceful:
             self._drained.set()
@@ -280,15 +280,17 @@ class DedicatedPool:
             self.release(conn)
 
     def hold(self, holder: Any) -> None:
-        """Take a permit for ``holder``, which opens its own connection and has
-        ``abort()``; give it back with :meth:`unhold`."""
+        """Take a permit for ``holder``, which opens its own connection. It
+        must call :meth:`unhold` exactly once (close, abort or ``__del__``),
+        and have ``abort()``, which ``close()`` calls. Held weakly."""
         self._take_permit()
-        self._holders.add(holder)
+        self._held.add(holder)
+        while len(self._idle) > self._free:  # keep idle + in use <= max_size
+            self._idle.pop(0).abort()
 
     def unhold(self, holder: Any) -> None:
-        if holder in self._holders:
-            self._holders.discard(holder)
-            self._give_permit()
+        self._held.discard(holder)
+        self._give_permit()
 
     # -- closing ----------------------------------------------------------------
 
@@ -303,20 +305,27 @@ class DedicatedPool:
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close(0)
-        for holder in list(self._holders):
-            if holder not in self._graceful:
-                self._abort(holder)
-        if self._graceful:
+        for holder in list(self._held):
+            holder.abort()
+        for conn in list(self._leased - self._graceful):
+            self._abort(conn)
+        in_flight = list(self._graceful)
+        if in_flight:
             self._drained.wait(timeout)
-        for holder in list(self._holders):
-            self._abort(holder)
+        for conn in list(self._leased):
+            self._abort(conn)
+        for conn in in_flight:
+            conn.close(0)  # released (and aborted) meanwhile: join its greenlets
 
     def close_nowait(self) -> None:
         """Abort everything now without waiting (safe in ``__del__``)."""
         self._closed = True
         self._wake_waiters()
-        for conn in self._idle + list(self._holders):
-            conn.abort()
+        for conn in self._idle + list(self._leased) + list(self._held):
+            try:
+                conn.abort()
+            except Exception:  # interpreter shutdown: greenlets are being finalised
+                pass
         self._idle = []
 
     def _wake_waiters(self) -> None:
@@ -326,10 +335,7 @@ class DedicatedPool:
             exc = ClientClosedError("this geredis client was closed")
             loop.run_callback(ticket.waiter.throw, exc)
 
-    def _abort(self, holder: Any) -> None:
-        holder.abort()
-        if isinstance(holder, Connection):
-            holder.close(0)  # already CLOSED: joins its greenlets
-            self.release(holder)
-        else:
-            self.unhold(holder)
+    def _abort(self, conn: Connection) -> None:
+        conn.abort()
+        conn.close(0)  # already CLOSED: joins its greenlets
+        self.release(conn)

@@ -31,6 +31,12 @@ __all__ = ["Lock"]
 Number = Union[int, float]
 
 
+class _GreenletToken(gevent.local.local):  # type: ignore[misc]
+    """The lock's token, one per greenlet; None where nothing was acquired."""
+
+    token: Optional[bytes] = None
+
+
 class Lock(redis.lock.Lock):  # type: ignore[misc]
     """redis-py's ``Lock`` with a cooperative blocking ``acquire`` and
     greenlet-local tokens. Same constructor as ``redis.lock.Lock``."""
@@ -38,8 +44,7 @@ class Lock(redis.lock.Lock):  # type: ignore[misc]
     def __init__(self, redis_client: Any, name: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(redis_client, name, *args, **kwargs)
         if self.thread_local:
-            self.local = gevent.local.local()
-            self.local.token = None
+            self.local = _GreenletToken()
 
     def acquire(
         self,

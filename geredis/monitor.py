@@ -127,12 +127,12 @@ class Monitor(redis.client.Monitor):  # type: ignore[misc]
     """
 
     def __init__(self, client: Redis) -> None:
-        self._closed = True
+        self._holding = False
         self._pool: DedicatedPool = client._dedicated
         self.connection_pool = None
         self.connection = MonitorConnection(client.settings, client._parser)
         self._pool.hold(self)  # may raise PoolExhaustedError
-        self._closed = False
+        self._holding = True
 
     def __enter__(self) -> "Monitor":
         try:
@@ -146,18 +146,17 @@ class Monitor(redis.client.Monitor):  # type: ignore[misc]
         self.close()
 
     def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
+        if getattr(self, "_holding", False):
             self.close()
 
     def close(self) -> None:
         """Close the monitor's connection and give its permit back."""
-        self._closed = True
         self.connection.disconnect()
-        self._pool.unhold(self)
+        if self._holding:
+            self._holding = False
+            self._pool.unhold(self)
 
-    def abort(self) -> None:
-        self._closed = True
-        self.connection.disconnect()
+    abort = close
 
 
 _REFUSED = {
@@ -190,6 +189,7 @@ class PinnedRedis(Redis):
 
     def __init__(self, parent: Redis) -> None:  # not Redis.__init__: shares the parent's setup
         self._closed = True
+        self._holding = False
         self._connection: Optional[Connection] = None
         self._parent = parent
         self._dedicated = parent._dedicated
@@ -203,6 +203,7 @@ class PinnedRedis(Redis):
         self.pipeline_threshold = parent.pipeline_threshold
         self.futures = Futures(self)
         self._dedicated.hold(self)  # may raise PoolExhaustedError
+        self._holding = True
         self._closed = False
 
     def __repr__(self) -> str:
@@ -274,18 +275,28 @@ class PinnedRedis(Redis):
         conn = self._connection
         if conn is not None:
             conn.close(self._timeout if timeout is None else timeout)
-        self._dedicated.unhold(self)
+        self._unhold()
 
     def abort(self) -> None:
+        """Close now; pending commands fail (``r.close()`` calls this)."""
         self._closed = True
         conn = self._connection
         if conn is not None:
             conn.abort()
             conn.close(0)  # joins its greenlets
+        self._unhold()
+
+    def _unhold(self) -> None:
+        if self._holding:
+            self._holding = False
+            self._dedicated.unhold(self)
 
     def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
+        if getattr(self, "_holding", False):
             self._closed = True
             if self._connection is not None:
-                self._connection.abort()
-            self._dedicated.unhold(self)
+                try:
+                    self._connection.abort()
+                except Exception:  # interpreter shutdown
+                    pass
+            self._unhold()

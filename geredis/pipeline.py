@@ -107,8 +107,11 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
         conn = getattr(self, "_lease", None)
         if conn is not None:
             self._lease = None
-            conn.abort()
-            self._client._dedicated.release(conn)
+            try:
+                conn.abort()
+                self._client._dedicated.release(conn)
+            except Exception:  # interpreter shutdown
+                pass
 
     # -- the two commands ETL pipelines queue most --------------------------
 
@@ -128,15 +131,12 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
         """Drop queued commands; UNWATCH and give back a dedicated connection."""
         self.command_stack = []
         self.scripts = set()
-        conn = self._conn_in_use()
+        conn = self._lease if self._pinned is None else self._client._connection
         if self.watching and conn is not None:
             try:
-                call(conn, self._client._packer.pack(("UNWATCH",)), False,
-                     self._client._timeout, abort=self._pinned is None)
-            except ConnectionError:
+                call(conn, self._client._packer.pack(("UNWATCH",)), False, self._client._timeout)
+            except (ConnectionError, RedisTimeoutError):
                 conn.abort()  # closing the connection forgets the WATCH too
-            except RedisTimeoutError:
-                conn.abort()
         self.watching = False
         self.explicit_transaction = False
         lease, self._lease = self._lease, None
@@ -148,9 +148,7 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
         self.reset()
 
     def _conn_in_use(self) -> Optional[Connection]:
-        if self._pinned is not None:
-            return self._pinned()
-        return self._lease
+        return self._lease if self._pinned is None else self._pinned()
 
     def _leased_connection(self) -> Connection:
         if self._pinned is not None:
@@ -352,9 +350,11 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
             errors.sort(key=lambda item: item[0])
         response = exec_reply[0]
         if isinstance(response, ExecAbortError):
+            # redis-py raises the first queuing error; as an ExecAbortError
+            # (a ResponseError) with its annotated message, both catch it.
             for _, error in errors:
                 if isinstance(error, Exception):
-                    raise error
+                    raise ExecAbortError(*error.args) from error
             raise response
         if isinstance(response, Exception):
             raise response
@@ -368,13 +368,11 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
             raise ResponseError("Wrong number of response items from pipeline execution")
         if raise_on_error:
             self.raise_first_error(stack, response)  # type: ignore[no-untyped-call]
-        data = []
-        for i, ((args, options), reply) in enumerate(zip(stack, response)):
-            if isinstance(reply, Exception) or EMPTY_RESPONSE in options:
-                data.append(reply)
-            else:
-                data.append(self._parse_one(args, options, reply))
-        return data
+        return [
+            reply if isinstance(reply, Exception) or EMPTY_RESPONSE in options
+            else self._parse_one(args, options, reply)
+            for (args, options), reply in zip(stack, response)
+        ]
 
 
 def _slots(slot: BatchSlot, commands: Sequence[Command]) -> List[Any]:
