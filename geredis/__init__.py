@@ -7,7 +7,8 @@ commands over one connection, with redis-py's API.
 """
 
 from .__about__ import __version__
-from .client import Futures, Redis, from_url
+from .client import Redis, from_url
+from .compat import Futures
 from .connection import Connection, State
 from .exceptions import (
     ClientClosedError,

@@ -20,7 +20,6 @@ A caller that times out (``redis.TimeoutError``), is killed or hits its own
 
 from __future__ import annotations
 
-import inspect
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Type, TypeVar
 
@@ -29,8 +28,7 @@ import redis
 from gevent.event import AsyncResult
 from gevent.hub import Waiter
 from redis._parsers.encoders import Encoder
-from redis.client import EMPTY_RESPONSE, NEVER_DECODE, CaseInsensitiveDict
-from redis.commands import CoreCommands
+from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.exceptions import ResponseError
 
 from .connection import Connection, State
@@ -38,11 +36,12 @@ from .dedicated import DedicatedPool, wait_bound
 from .exceptions import ClientClosedError, SharedConnectionError, TimeoutError
 from .lock import Lock
 from .pipeline import PIPELINE_THRESHOLD, Pipeline, run_transaction
+from .compat import Futures, PoolView, response_callbacks, settings_from_kwargs
 from .protocol import Packer
 from .guards import check_thread, real_thread_id
 from .retry import RetryPolicy
-from .routing import ROUTES, block_seconds
-from .settings import ConnectionSettings, parse_url
+from .routing import ROUTES, block_seconds, command_name
+from .settings import parse_url
 from .slots import FutureSlot
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,63 +53,6 @@ _OPEN = State.OPEN
 _CLOSED = State.CLOSED
 _dict_get = dict.get
 _R = TypeVar("_R", bound="Redis")
-
-# redis-py constructor arguments geredis takes as they are.
-_SUPPORTED = {f for f in ConnectionSettings.__dataclass_fields__} | {"parser"}
-# Every other redis.Redis argument is accepted only at its default value.
-_REDIS_DEFAULTS = {
-    name: param.default
-    for name, param in inspect.signature(redis.Redis.__init__).parameters.items()
-    if name != "self" and name not in _SUPPORTED
-}
-_SENTINEL_ARGS = {"lib_name", "lib_version", "socket_keepalive_options"}
-_callback_tables: Dict[Any, Dict[str, Any]] = {}
-
-
-def _response_callbacks(protocol: Optional[int], legacy: bool) -> CaseInsensitiveDict:
-    """redis-py's callback table for the user's protocol value (None, 2, 3).
-
-    Read through redis-py's public attribute, once per combination: building a
-    ``redis.Redis`` does no I/O.
-    """
-    key = (protocol, legacy)
-    if key not in _callback_tables:
-        probe = redis.Redis(protocol=protocol, legacy_responses=legacy)
-        _callback_tables[key] = dict(probe.response_callbacks)
-        probe.close()
-    return CaseInsensitiveDict(_callback_tables[key])
-
-
-def _check_unsupported(kwargs: Dict[str, Any]) -> None:
-    for name, value in kwargs.items():
-        if name not in _REDIS_DEFAULTS:
-            raise TypeError(f"geredis.Redis() got an unexpected keyword argument {name!r}")
-        default = _REDIS_DEFAULTS[name]
-        if value is not default and value != default:
-            raise ValueError(
-                f"geredis.Redis() does not support {name}={value!r}; leave it at its"
-                f" default ({default!r})"
-            )
-
-
-class _PoolView:
-    """Enough of ``connection_pool`` for redis-py code that inspects a client
-    (``connection_kwargs``, ``get_encoder``, ``get_protocol``)."""
-
-    def __init__(self, settings: ConnectionSettings) -> None:
-        self.settings = settings
-
-    @property
-    def connection_kwargs(self) -> Dict[str, Any]:
-        return self.settings.connection_kwargs()
-
-    def get_encoder(self) -> Encoder:
-        s = self.settings
-        return Encoder(s.encoding, s.encoding_errors, s.decode_responses)  # type: ignore[no-untyped-call]
-
-    def get_protocol(self) -> Optional[int]:
-        return self.settings.protocol
-
 
 class Redis(redis.Redis):  # type: ignore[misc]
     """A Redis client whose commands, from any number of greenlets, share one
@@ -145,24 +87,19 @@ class Redis(redis.Redis):  # type: ignore[misc]
         self._closed = False
         self._owner_thread = real_thread_id()
         self._retry = RetryPolicy.from_kwargs(kwargs)
-        settings_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _SUPPORTED}
-        self._parser = settings_kwargs.pop("parser", "auto")
-        for name in _SENTINEL_ARGS & settings_kwargs.keys():
-            if settings_kwargs[name] is _REDIS_SENTINEL:
-                del settings_kwargs[name]
+        self._parser = kwargs.pop("parser", "auto")
         max_dedicated = kwargs.pop("max_dedicated", 16)
         dedicated_timeout = kwargs.pop("dedicated_timeout", None)
         self.pipeline_threshold: int = kwargs.pop("pipeline_threshold", PIPELINE_THRESHOLD)
-        _check_unsupported(kwargs)
-        self.settings = settings = ConnectionSettings(**settings_kwargs)
+        self.settings = settings = settings_from_kwargs(kwargs)
         self._dedicated = DedicatedPool(
             settings, parser=self._parser, max_size=max_dedicated, timeout=dedicated_timeout
         )
         self._timeout = settings.socket_timeout
         self._packer = Packer(settings.encoding, settings.encoding_errors)
-        self.connection_pool = _PoolView(settings)  # type: ignore[assignment]
+        self.connection_pool = PoolView(settings)  # type: ignore[assignment]
         self.connection = None
-        self.response_callbacks = _response_callbacks(
+        self.response_callbacks = response_callbacks(
             settings.protocol, settings.legacy_responses
         )
         self.futures = Futures(self)
@@ -193,7 +130,7 @@ class Redis(redis.Redis):  # type: ignore[misc]
     def execute_command(self, *args: Any, **options: Any) -> Any:
         """Send one command and return its reply, after redis-py's callback."""
         name = args[0]
-        command = name.upper() if type(name) is str else _command_name(name)
+        command = name.upper() if type(name) is str else command_name(name)
         route = ROUTES.get(command)
         if route is not None and route(self, command, args):
             return self._execute_dedicated(command, args, options)
@@ -224,7 +161,7 @@ class Redis(redis.Redis):  # type: ignore[misc]
         ``TimeoutError`` once ``socket_timeout`` passes without a reply.
         """
         name = args[0]
-        command = name.upper() if type(name) is str else _command_name(name)
+        command = name.upper() if type(name) is str else command_name(name)
         route = ROUTES.get(command)
         if route is not None and route(self, command, args):
             raise SharedConnectionError(
@@ -406,36 +343,6 @@ class Redis(redis.Redis):  # type: ignore[misc]
         from .monitor import PinnedRedis
 
         return PinnedRedis(self)
-
-
-class Futures(CoreCommands):  # type: ignore[misc]
-    """``r.futures.get("k")``: every command method, returning an AsyncResult.
-
-    Only for commands that return the server's reply as it is (most of them);
-    helpers that post-process in Python (``scan_iter``, ``lock``) need the
-    blocking client.
-    """
-
-    _is_async_client = False
-    _event_dispatcher = None  # type: ignore[assignment]
-
-    def __init__(self, client: Redis) -> None:
-        self._client = client
-
-    def execute_command(self, *args: Any, **options: Any) -> AsyncResult:
-        return self._client.execute_async(*args, **options)
-
-    def get_encoder(self) -> Encoder:
-        return self._client.get_encoder()
-
-
-def _command_name(name: Any) -> str:
-    if isinstance(name, (bytes, bytearray, memoryview)):
-        return bytes(name).decode("ascii", "replace").upper()
-    return str(name).upper()
-
-
-_REDIS_SENTINEL = _REDIS_DEFAULTS.get("driver_info")
 
 
 def from_url(url: str, **kwargs: Any) -> Redis:

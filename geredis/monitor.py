@@ -32,7 +32,8 @@ from gevent.event import AsyncResult
 from redis._parsers.encoders import Encoder
 from redis.client import NEVER_DECODE
 
-from .client import Futures, Redis, _PoolView
+from .client import Redis
+from .compat import Futures, PoolView
 from .connection import Connection, State
 from .dedicated import call, wait_bound
 from .exceptions import ClientClosedError, ConnectionClosedError, SharedConnectionError, TimeoutError
@@ -197,7 +198,7 @@ class PinnedRedis(Redis):
         self._parser = parent._parser
         self._timeout = parent._timeout
         self._packer = parent._packer
-        self.connection_pool = _PoolView(self.settings)  # type: ignore[assignment]
+        self.connection_pool = PoolView(self.settings)  # type: ignore[assignment]
         self.connection = None
         self.response_callbacks = parent.response_callbacks
         self.pipeline_threshold = parent.pipeline_threshold

@@ -53,7 +53,9 @@ def _refuse(why: str) -> Check:
     return check
 
 
-def _word(value: Any) -> str:
+def command_name(value: Any) -> str:
+    """A command name or option word as an upper-case ``str`` (it may come as
+    bytes, or as anything ``str()`` takes)."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).decode("ascii", "replace").upper()
     return str(value).upper()
@@ -71,7 +73,7 @@ def _block_index(args: Tuple[Any, ...]) -> int:
     # Where XREAD/XREADGROUP's BLOCK option is (0: none); options end at STREAMS.
     for i, arg in enumerate(args[1:], 1):
         if isinstance(arg, (str, bytes)):
-            word = _word(arg)
+            word = command_name(arg)
             if word == "BLOCK":
                 return i
             if word == "STREAMS":
@@ -143,7 +145,7 @@ _CLIENT_SUBCOMMANDS: Dict[str, Check] = {
 def _client(client: "Redis", command: str, args: Tuple[Any, ...]) -> bool:
     # redis-py passes "CLIENT SETNAME" as one name; users may pass "CLIENT", "SETNAME".
     words = command.split()
-    sub = words[1] if len(words) > 1 else (_word(args[1]) if len(args) > 1 else "")
+    sub = words[1] if len(words) > 1 else (command_name(args[1]) if len(args) > 1 else "")
     check = _CLIENT_SUBCOMMANDS.get(sub)
     if check is not None:
         return check(client, "CLIENT " + sub, args)
