@@ -67,6 +67,7 @@ class RedisServer:
                         return self
             except OSError:
                 time.sleep(0.02)
+        self.stop()  # never leave a half-started server behind
         raise RuntimeError(f"redis-server on port {self.port} did not start")
 
     def stop(self) -> None:
