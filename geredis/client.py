@@ -169,8 +169,10 @@ class Redis(redis.Redis):  # type: ignore[misc]
                 " dedicated connection), not execute_async"
             )
         packed = self._packer.pack(args)
+        if real_thread_id() != self._owner_thread:
+            check_thread(self._owner_thread)
         conn = self._connection
-        if conn is None or conn.state is not _OPEN:
+        if conn is None or conn.state is not _OPEN or len(conn._pending) >= conn.max_in_flight:
             conn = self._usable_connection()
         slot = FutureSlot()
         conn.submit(packed, slot, NEVER_DECODE in options)

@@ -218,3 +218,27 @@ def test_readonly_replica_and_masterdown(own_server: RedisServer) -> None:
     finally:
         replica.cleanup()
         stale.cleanup()
+
+
+def test_futures_respect_the_in_flight_limit_and_thread(redis_server: RedisServer) -> None:
+    with geredis.Redis(port=redis_server.port, max_in_flight=5, socket_timeout=10) as c:
+        c.ping()
+        slow = gevent.spawn(c.execute_command, "DEBUG", "SLEEP", "0.1")
+        gevent.sleep(0.01)
+        senders = [gevent.spawn(c.execute_async, "INCR", "fut") for _ in range(20)]
+        gevent.sleep(0.01)
+        assert c._connection.pending <= 5
+        gevent.joinall([slow, *senders], raise_error=True)
+        assert sorted(s.value.get(timeout=5) for s in senders) == list(range(1, 21))
+        errors: List[BaseException] = []
+
+        def use() -> None:
+            try:
+                c.execute_async("GET", "k")
+            except BaseException as exc:  # noqa: B902
+                errors.append(exc)
+
+        thread = threading.Thread(target=use)
+        thread.start()
+        thread.join()
+        assert len(errors) == 1 and isinstance(errors[0], ThreadAffinityError)
