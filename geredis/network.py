@@ -31,7 +31,7 @@ from __future__ import annotations
 import socket as _stdlib_socket
 import ssl as _stdlib_ssl
 import sys
-from typing import Any, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from gevent import socket
 from gevent import ssl as gevent_ssl
@@ -66,6 +66,18 @@ def _resolve(host: str, port: int) -> List[Tuple[Any, ...]]:
         return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)  # type: ignore[no-any-return]
 
 
+def _default_keepalive() -> Dict[int, int]:
+    # redis-py 8's defaults: first probe after 30 s idle, then every 5 s, 3 probes.
+    options: Dict[int, int] = {}
+    for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, name):
+            options[getattr(socket, name)] = value
+    return options
+
+
+_DEFAULT_KEEPALIVE = _default_keepalive()
+
+
 def _connect_tcp(settings: ConnectionSettings) -> Any:
     error: BaseException = OSError("no address")
     for family, socktype, proto, _, addr in _resolve(settings.host, settings.port):
@@ -74,7 +86,10 @@ def _connect_tcp(settings: ConnectionSettings) -> Any:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if settings.socket_keepalive:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-                for option, value in (settings.socket_keepalive_options or {}).items():
+                options = settings.socket_keepalive_options
+                if options is None:
+                    options = _DEFAULT_KEEPALIVE  # a dead peer noticed in ~45 s, not 2 h
+                for option, value in options.items():
                     sock.setsockopt(socket.IPPROTO_TCP, option, value)
             sock.connect(addr)
             return sock

@@ -242,3 +242,13 @@ def test_futures_respect_the_in_flight_limit_and_thread(redis_server: RedisServe
         thread.start()
         thread.join()
         assert len(errors) == 1 and isinstance(errors[0], ThreadAffinityError)
+
+
+def test_tcp_keepalive_defaults(r: geredis.Redis) -> None:
+    import socket
+
+    r.ping()
+    sock = r._connection._sock
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
