@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import List
+from typing import Callable, List
 
 import gevent
 import pytest
@@ -158,20 +158,25 @@ def test_fork_child_opens_its_own_connection(r: geredis.Redis) -> None:
     assert r.get("child") == b"c"
 
 
-def test_use_from_another_os_thread_is_refused(r: geredis.Redis) -> None:
-    r.ping()
+def _raised_in_another_thread(call: Callable[[], object]) -> BaseException:
     errors: List[BaseException] = []
 
     def use() -> None:
         try:
-            r.get("k")
+            call()
         except BaseException as exc:  # noqa: B902
             errors.append(exc)
 
     thread = threading.Thread(target=use)
     thread.start()
     thread.join()
-    assert len(errors) == 1 and isinstance(errors[0], ThreadAffinityError)
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+def test_use_from_another_os_thread_is_refused(r: geredis.Redis) -> None:
+    r.ping()
+    assert isinstance(_raised_in_another_thread(lambda: r.get("k")), ThreadAffinityError)
     assert r._connection.pending == 0
     assert r.ping() is True
 
@@ -230,18 +235,8 @@ def test_futures_respect_the_in_flight_limit_and_thread(redis_server: RedisServe
         assert c._connection.pending <= 5
         gevent.joinall([slow, *senders], raise_error=True)
         assert sorted(s.value.get(timeout=5) for s in senders) == list(range(1, 21))
-        errors: List[BaseException] = []
-
-        def use() -> None:
-            try:
-                c.execute_async("GET", "k")
-            except BaseException as exc:  # noqa: B902
-                errors.append(exc)
-
-        thread = threading.Thread(target=use)
-        thread.start()
-        thread.join()
-        assert len(errors) == 1 and isinstance(errors[0], ThreadAffinityError)
+        error = _raised_in_another_thread(lambda: c.execute_async("GET", "k"))
+        assert isinstance(error, ThreadAffinityError)
 
 
 def test_tcp_keepalive_defaults(r: geredis.Redis) -> None:
