@@ -5,13 +5,11 @@ How this works (hiredis's async context, in gevent terms):
 
 * A caller hands :meth:`Connection.submit` a command already packed to bytes.
   ``submit`` appends the caller's result slot to ``_pending`` and the bytes to
-  ``_outbuf`` **with no greenlet switch in between**, so slot order is wire
-  order. It then schedules one ``_flush`` hub callback (a flag keeps it to one
-  per hub pass) and returns the slot; the caller blocks on it.
-* ``_flush`` runs in the hub after every greenlet woken in that pass has queued
-  its command: it joins ``_outbuf`` and makes one non-blocking ``send``. What
-  the kernel does not take goes to a writer greenlet (``_drain``) that loops
-  ``sendall`` until ``_outbuf`` is empty. Callers never touch the socket, so a
+  the writer's ``out`` **with no greenlet switch in between**, so slot order is
+  wire order, and the caller blocks on its slot.
+* The :class:`~geredis.writer.Writer` sends everything queued in one pass of
+  the event loop with one non-blocking ``send`` from the hub, and finishes
+  partial sends in a writer greenlet. Callers never touch the socket, so a
   caller's timeout or kill can never leave half a command on the wire.
 * The reader greenlet (``_run``) connects, performs the handshake, then loops
   ``recv_into`` a reusable buffer, feeds the parser and resolves slots in FIFO
@@ -48,6 +46,7 @@ from .handshake import open_initialised
 from .protocol import NEED_DATA, PUSH_TYPES, Packer, make_reader
 from . import guards
 from .settings import ConnectionSettings
+from .writer import BackgroundGreenlet, Writer
 from .slots import MarkerSlot, RawSlot, failure_for
 
 __all__ = ["BackgroundGreenlet", "Connection", "State"]
@@ -56,11 +55,6 @@ logger = logging.getLogger("geredis.connection")
 
 #: Size of the reusable receive buffer.
 READ_SIZE = 65536
-
-
-class BackgroundGreenlet(Greenlet):  # type: ignore[misc]
-    """A greenlet geredis runs for itself (reader, writer). It handles every
-    error it expects; anything reaching gevent's hub from one is a bug."""
 
 
 class State(enum.Enum):
@@ -99,12 +93,8 @@ class Connection:
         self.error: Optional[BaseException] = None
         self._pending: Deque[Any] = deque()
         self._timeout = settings.socket_timeout
-        self._outbuf: List[Any] = []
         self._raw_count = 0  # RawSlots in _pending: replies read undecoded
-        self._flush_scheduled = False
-        self._writing = False
         self._sock: Any = None
-        self._raw_send: Any = None
         decode = settings.encoding if settings.decode_responses else None
         self._reader = make_reader(
             encoding=decode, errors=settings.encoding_errors, parser=parser
@@ -124,7 +114,10 @@ class Connection:
         self._integrity = settings.integrity_check
         self._marker = 0
         self._held: List[Any] = []  # integrity: (slot, reply) awaiting a marker
-        self._writer: Optional[Greenlet] = None
+        self._writer = Writer(
+            self._loop, self._fail, self._append_marker if self._integrity else None
+        )
+        self._out = self._writer.out  # never replaced, only cleared
         self._health: Optional[Greenlet] = None
         self._greenlet: Greenlet = BackgroundGreenlet.spawn(self._run)
         guards.track(self)
@@ -157,10 +150,9 @@ class Connection:
             self._deadlines.append(self._loop.now() + self._timeout)
             if self._expiry.timer is None:
                 self._expiry.arm(self._timeout)
-        self._outbuf.append(packed)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.run_callback(self._flush)
+        self._out.append(packed)
+        if not self._writer.scheduled:
+            self._writer.schedule()
 
     def submit_batch(self, packed: bytes, slots: List[Any]) -> None:
         """Queue several commands packed as one byte string, one slot per
@@ -177,10 +169,9 @@ class Connection:
             self._deadlines.extend([deadline] * len(slots))
             if self._expiry.timer is None:
                 self._expiry.arm(self._timeout)
-        self._outbuf.append(packed)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.run_callback(self._flush)
+        self._out.append(packed)
+        if not self._writer.scheduled:
+            self._writer.schedule()
 
     def close(self, timeout: Optional[float] = None) -> None:
         """Refuse new commands, let the pending ones finish, then close.
@@ -193,7 +184,7 @@ class Connection:
         if not self._closed.wait(timeout):
             self._fail(ClientClosedError("close() timed out waiting for replies"))
         current = getcurrent()
-        for greenlet in (self._greenlet, self._writer, self._health):
+        for greenlet in (self._greenlet, self._writer.greenlet, self._health):
             if greenlet is not None and greenlet is not current:
                 greenlet.join()
 
@@ -206,60 +197,15 @@ class Connection:
 
     # -- writing -----------------------------------------------------------
 
-    def _flush(self) -> None:
-        # Runs in the hub: it must never block.
-        self._flush_scheduled = False
-        out = self._outbuf
-        if self._writing or not out or self.state is _CONNECTING:
-            return
-        if self.state is _CLOSED:
-            out.clear()
-            return
-        if self._integrity:
-            self._append_marker()
-        if self._raw_send is None:
-            # TLS: no non-blocking raw send; the writer greenlet sends it all.
-            self._writing = True
-            self._writer = BackgroundGreenlet.spawn(self._drain)
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        try:
-            sent = self._raw_send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            self._fail(exc)
-            return
-        if sent < len(data):
-            out.append(memoryview(data)[sent:])
-            self._writing = True
-            self._writer = BackgroundGreenlet.spawn(self._drain)
-
     def _append_marker(self) -> None:
         # Integrity check: an ECHO of a fresh number after the batch in
-        # _outbuf; its reply must come back right after the batch's replies.
+        # the writer's out; its reply must come back right after the batch's replies.
         self._marker += 1
         expected = b"%d" % self._marker
-        self._outbuf.append(self._packer.pack(("ECHO", expected)))
+        self._out.append(self._packer.pack(("ECHO", expected)))
         self._pending.append(MarkerSlot(expected))
         if self._timeout is not None:
             self._deadlines.append(self._loop.now() + self._timeout)
-
-    def _drain(self) -> None:
-        # The writer greenlet: finishes what one non-blocking send could not.
-        out = self._outbuf
-        try:
-            while out and self.state is not _CLOSED:
-                if self._integrity and (len(out) > 1 or type(out[0]) is not memoryview):
-                    self._append_marker()  # a lone memoryview is a rest already marked
-                data = out[0] if len(out) == 1 else b"".join(out)
-                out.clear()
-                self._sock.sendall(data)
-        except BaseException as exc:  # noqa: B902 - any failure ends the stream
-            self._fail(exc)
-        finally:
-            self._writing = False
 
     # -- reading -----------------------------------------------------------
 
@@ -272,7 +218,8 @@ class Connection:
                 self.state = _OPEN
             if self.settings.health_check_interval:
                 self._health = BackgroundGreenlet.spawn(guards.health_check, self)
-            self._flush()
+            self._writer.attach(self._sock)
+            self._writer.flush()  # what callers queued while connecting
             self._read_loop()
             self._fail(ClientClosedError("connection closed by the client"))
         except BaseException as exc:  # noqa: B902 - the stream is over
@@ -282,9 +229,6 @@ class Connection:
 
     def _open(self) -> None:
         self._sock = open_initialised(self.settings, self._reader, self._packer)
-        # The plain socket's non-blocking send, for flushes from the hub;
-        # None for TLS, whose bytes must go through the SSL object.
-        self._raw_send = None if hasattr(self._sock, "_sslobj") else self._sock._sock.send
 
     def _read_loop(self) -> None:
         recv_into = self._sock.recv_into
@@ -303,7 +247,7 @@ class Connection:
         room = self.room
         max_in_flight = self.max_in_flight
         unyielded = 0
-        plain = self._raw_send is not None  # TLS may hold decrypted bytes: recv first
+        plain = not hasattr(self._sock, "_sslobj")  # TLS may hold decrypted bytes: recv first
         wait = self._sock._wait
         read_event = self._sock._read_event
         while True:
@@ -406,7 +350,7 @@ class Connection:
             return
         self.state = _CLOSED
         self.error = exc
-        self._outbuf.clear()
+        self._writer.stop()
         if self._sock is not None:
             self._sock.close()
         pending = self._held[::2] + list(self._pending)

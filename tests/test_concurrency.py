@@ -34,13 +34,13 @@ def test_commands_coalesce_into_few_sends(r: geredis.Redis, monkeypatch: pytest.
     r.ping()
     conn = r._connection
     sends: List[int] = []
-    real_send = conn._raw_send
+    real_send = conn._writer._raw_send
 
     def counting_send(data: bytes) -> int:
         sends.append(len(data))
         return int(real_send(data))
 
-    monkeypatch.setattr(conn, "_raw_send", counting_send)
+    monkeypatch.setattr(conn._writer, "_raw_send", counting_send)
     gevent.joinall([gevent.spawn(r.get, f"k{i}") for i in range(500)], raise_error=True)
     assert 1 <= len(sends) <= 5, sends
 

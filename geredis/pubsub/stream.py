@@ -35,15 +35,14 @@ from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Sequence, Set, Tuple
 
 import gevent
-from gevent import getcurrent
 from gevent.event import AsyncResult
-from gevent.greenlet import Greenlet
 
-from ..connection import READ_SIZE, BackgroundGreenlet
+from ..connection import READ_SIZE
 from ..exceptions import ConnectionClosedError, ProtocolError
 from ..handshake import open_initialised
 from ..protocol import NEED_DATA, PUSH_TYPES, Packer, make_reader
 from ..settings import ConnectionSettings
+from ..writer import Writer
 from .delivery import Delivery, ReconnectInfo
 
 __all__ = ["Fence", "PING", "Stream", "SUBSCRIBE", "UNSUBSCRIBE"]
@@ -115,14 +114,11 @@ class Stream:
         self.closed = False
         self._packer = Packer(settings.encoding, settings.encoding_errors)
         self._sock: Any = None
-        self._raw_send: Any = None
         self._reader: Any = None
-        self._outbuf: List[Any] = []
-        self._flush_scheduled = False
-        self._writer: Optional[Greenlet] = None
         self._write_error: Optional[BaseException] = None
         self._health_sent = False
         self._loop = gevent.get_hub().loop
+        self._writer = Writer(self._loop, self._break)
 
     # -- opening -------------------------------------------------------------
 
@@ -139,7 +135,7 @@ class Stream:
             sock.close()
             raise ConnectionClosedError("the stream was closed")
         self._sock = sock
-        self._raw_send = None if hasattr(sock, "_sslobj") else sock._sock.send
+        self._writer.attach(sock)
         sock.settimeout(self.health_check_interval or None)
 
     def replay(self, fence: Fence) -> None:
@@ -153,7 +149,7 @@ class Stream:
                 command.parent = fence
                 self.send(self._packer.pack((SUBSCRIBE[kind], *names)) + PING, command)
         self.send(PING, fence)
-        self._flush()
+        self._writer.flush()
 
     # -- writing -----------------------------------------------------------
 
@@ -164,43 +160,9 @@ class Stream:
         """Queue ``data`` (ending with its PING) and its fence."""
         # No switch from here to the end: fence order is wire order.
         self.fences.append(fence)
-        self._outbuf.append(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.run_callback(self._flush)
-
-    def _flush(self) -> None:
-        # Runs in the hub (or in the reader, before a read): never blocks.
-        self._flush_scheduled = False
-        out = self._outbuf
-        if self._writer is not None or not out or self.closed or self._sock is None:
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        try:
-            sent = 0 if self._raw_send is None else self._raw_send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            self._break(exc)
-            return
-        if sent < len(data):
-            out.insert(0, memoryview(data)[sent:])
-            self._writer = BackgroundGreenlet.spawn(self._drain)
-
-    def _drain(self) -> None:
-        # The writer greenlet: finishes what one non-blocking send could not.
-        out = self._outbuf
-        try:
-            while out and not self.closed:
-                data = out[0] if len(out) == 1 else b"".join(out)
-                out.clear()
-                self._sock.sendall(data)
-        except OSError as exc:
-            self._break(exc)
-        finally:
-            if self._writer is getcurrent():
-                self._writer = None
+        self._writer.out.append(data)
+        if not self._writer.scheduled:
+            self._writer.schedule()
 
     def _break(self, exc: BaseException) -> None:
         # A write failed: close the socket; the reader sees it and ends.
@@ -349,12 +311,9 @@ class Stream:
         """Close the socket and stop the writer (never blocks); returns the
         fences still waiting, for the owner to settle."""
         self.closed = True
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.kill(block=False)
+        self._writer.stop()
         if self._sock is not None:
             self._sock.close()
-        self._outbuf.clear()
         fences = list(self.fences)
         self.fences.clear()
         return fences
