@@ -47,14 +47,15 @@ def test_in_flight_limit_makes_callers_wait(redis_server: RedisServer) -> None:
 def test_in_flight_limit_wait_is_bounded_by_socket_timeout(redis_server: RedisServer) -> None:
     with geredis.Redis(port=redis_server.port, max_in_flight=1, socket_timeout=0.1) as c:
         c.ping()
-        slow = gevent.spawn(c.execute_command, "DEBUG", "SLEEP", "0.3")
-        gevent.sleep(0.01)
+        slow = gevent.spawn(c.execute_command, "DEBUG", "SLEEP", "1")
+        while c._connection.pending < 1:  # the slow command holds the only place
+            gevent.sleep(0.001)
         started = time.monotonic()
         with pytest.raises(redis.TimeoutError, match="in flight"):
             c.get("k")
-        assert time.monotonic() - started < 0.3
+        assert time.monotonic() - started < 0.8  # gave up long before the server woke
         slow.join()
-        gevent.sleep(0.3)
+        gevent.sleep(1)
         assert c.get("k") is None
 
 
