@@ -83,6 +83,13 @@ def reply_error(message: str) -> ResponseError:
     ``"WRONGTYPE ..."`` gives ``ResponseError``, ``"NOSCRIPT ..."`` gives
     ``NoScriptError``, ``"ERR max number of clients reached"`` gives
     ``ConnectionError``. The connection survives an error reply.
+
+    Args:
+        message: the error reply's text, without the leading ``-``.
+
+    Returns:
+        The exception object (not raised): the reader hands it to the
+        command's caller as its reply, and the caller raises it.
     """
     return BaseParser.parse_error(message)  # type: ignore[no-untyped-call,no-any-return]
 

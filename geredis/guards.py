@@ -48,12 +48,27 @@ _live: "weakref.WeakSet[Connection]" = weakref.WeakSet()
 
 class ThreadAffinityError(RedisError):
     """A geredis client was used from an OS thread other than the one that
-    created it. Raised before anything is queued; the connection survives.
-    Create one client per thread (greenlets of one thread share a client)."""
+    created it.
+
+    Raised before anything is queued; the connection survives. A client is
+    driven by the gevent hub (event loop) of the thread that made it, so
+    create one client per thread (greenlets of one thread share a client).
+    With ``monkey.patch_all()``, ``threading`` threads are greenlets of one
+    thread and never raise this.
+    """
 
 
 def check_thread(owner: int) -> None:
-    """Raise ThreadAffinityError unless the caller runs in thread ``owner``."""
+    """Raise ThreadAffinityError unless the caller runs in thread ``owner``.
+
+    Args:
+        owner: the real (unpatched) thread id of the thread that created the
+            client, from :data:`real_thread_id`.
+
+    Raises:
+        ThreadAffinityError: the caller runs in another OS thread. Nothing
+            was queued; the connection survives.
+    """
     if real_thread_id() != owner:
         raise ThreadAffinityError(
             "this geredis client belongs to another OS thread (its event loop);"
@@ -62,7 +77,13 @@ def check_thread(owner: int) -> None:
 
 
 def track(conn: "Connection") -> None:
-    """Remember a live connection so that a fork can disown it in the child."""
+    """Remember a live connection so that a fork can disown it in the child.
+
+    Held in a weak set: tracking never keeps a connection alive.
+
+    Args:
+        conn: a connection just created (shared, dedicated or pinned).
+    """
     _live.add(conn)
 
 
@@ -82,7 +103,14 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def health_check(conn: "Connection") -> None:
     """PING a connection that has been silent for ``health_check_interval``;
-    abort it when the PING goes unanswered for another interval."""
+    abort it when the PING goes unanswered for another interval.
+
+    Runs in a greenlet of the connection's own until the connection leaves
+    OPEN. Any reply, an error reply included, proves the peer alive.
+
+    Args:
+        conn: the connection to watch; its settings give the interval.
+    """
     from .connection import State
     from .slots import FutureSlot
 

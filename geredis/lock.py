@@ -39,7 +39,28 @@ class _GreenletToken(gevent.local.local):  # type: ignore[misc]
 
 class Lock(redis.lock.Lock):  # type: ignore[misc]
     """redis-py's ``Lock`` with a cooperative blocking ``acquire`` and
-    greenlet-local tokens. Same constructor as ``redis.lock.Lock``."""
+    greenlet-local tokens. Same constructor as ``redis.lock.Lock``; usually
+    made by ``r.lock(name, ...)``.
+
+    ``release()``, ``extend()``, ``reacquire()``, ``locked()``, ``owned()``
+    and the context manager are redis-py's, and raise redis-py's
+    ``LockError``/``LockNotOwnedError``.
+
+    Keyword Args:
+        redis_client: the client the lock's commands run on.
+        name: the lock's key.
+        timeout (float | None): seconds after which the lock expires by
+            itself (None: never).
+        sleep (float): seconds between tries while a blocking ``acquire``
+            waits.
+        blocking (bool): whether ``acquire`` waits by default.
+        blocking_timeout (float | None): the longest a blocking ``acquire``
+            waits by default (None: no bound).
+        thread_local (bool): keep the token per greenlet (True, the default)
+            rather than per Lock object.
+        raise_on_release_error (bool): whether ``release()`` of a lock no
+            longer held raises ``LockNotOwnedError``.
+    """
 
     def __init__(self, redis_client: Any, name: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(redis_client, name, *args, **kwargs)
@@ -53,10 +74,23 @@ class Lock(redis.lock.Lock):  # type: ignore[misc]
         blocking_timeout: Optional[Number] = None,
         token: Optional[Union[str, bytes]] = None,
     ) -> bool:
-        """Take the lock; True once held. Without ``blocking``, one try.
+        """Take the lock.
 
-        ``blocking_timeout`` bounds the whole wait (None: no bound); between
-        tries the greenlet sleeps ``sleep`` seconds cooperatively.
+        Between tries the greenlet sleeps cooperatively (``gevent.sleep``),
+        so every other greenlet, the holder included, keeps running.
+
+        Args:
+            sleep: seconds between tries (default: the lock's ``sleep``).
+            blocking: wait for the lock (default: the lock's ``blocking``);
+                False makes one try.
+            blocking_timeout: the longest to wait, in seconds (default: the
+                lock's; None: no bound).
+            token: the value to store in the lock's key (default: a fresh
+                random one); the same token is needed to release it.
+
+        Returns:
+            True once the lock is held; False if it was not free (without
+            ``blocking``) or not before ``blocking_timeout``.
         """
         pause = self.sleep if sleep is None else sleep
         if blocking is None:

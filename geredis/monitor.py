@@ -52,7 +52,12 @@ __all__ = ["Monitor", "MonitorConnection", "PinnedRedis"]
 class MonitorConnection:
     """What ``redis.client.Monitor`` needs of a connection (``send_command``,
     ``read_response``, ``disconnect``, ``encoder``), read in the caller's
-    greenlet."""
+    greenlet.
+
+    Args:
+        settings: the client's settings (address, credentials, handshake).
+        parser: ``"auto"``, ``"hiredis"`` or ``"python"``.
+    """
 
     def __init__(self, settings: ConnectionSettings, parser: str = "auto") -> None:
         self.settings = settings
@@ -65,10 +70,23 @@ class MonitorConnection:
         self._sock: Any = None
 
     def connect(self) -> None:
-        """Connect and run the client's handshake."""
+        """Connect and run the client's handshake.
+
+        Raises:
+            ConnectionClosedError: cannot connect, or the handshake failed.
+            AuthenticationError: wrong credentials.
+        """
         self._sock = open_initialised(self.settings, self._reader, self._packer)
 
     def send_command(self, *args: Any) -> None:
+        """Send one command, connecting first if needed.
+
+        Args:
+            *args: the command and its arguments.
+
+        Raises:
+            ConnectionClosedError: the connection failed (it is closed).
+        """
         if self._sock is None:
             self.connect()
         try:
@@ -78,8 +96,17 @@ class MonitorConnection:
             raise ConnectionClosedError(f"connection to {self.settings.address} lost: {exc!r}")
 
     def read_response(self) -> Any:
-        """The next reply; an error reply is raised. Waits at most
-        ``socket_timeout`` seconds."""
+        """The next reply (push messages skipped).
+
+        Returns:
+            The reply, as bytes: ``Monitor`` decodes it.
+
+        Raises:
+            TimeoutError: nothing arrived within ``socket_timeout`` seconds;
+                the connection stays usable.
+            ConnectionClosedError: not connected, or the connection failed.
+            ResponseError: the reply was an error reply.
+        """
         if self._sock is None:
             raise ConnectionClosedError("the monitor is not connected")
         reply = self._read(self.settings.socket_timeout)
@@ -115,6 +142,7 @@ class MonitorConnection:
         self._reader.feed(self._buf, 0, n)
 
     def disconnect(self) -> None:
+        """Close the socket (safe to call again)."""
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
@@ -125,6 +153,18 @@ class Monitor(redis.client.Monitor):  # type: ignore[misc]
 
     ``with r.monitor() as m: for command in m.listen(): ...``; each command
     is a dict (time, db, client_address, client_port, client_type, command).
+    ``next_command()`` waits at most ``socket_timeout`` for the next one,
+    then raises ``redis.TimeoutError`` (the monitor stays usable).
+
+    It holds one of the client's ``max_dedicated`` permits from construction
+    until :meth:`close` (or ``r.close()``, which closes it).
+
+    Args:
+        client: the client whose settings and dedicated pool it uses.
+
+    Raises:
+        PoolExhaustedError: no dedicated permit within ``dedicated_timeout``.
+        ClientClosedError: the client was closed.
     """
 
     def __init__(self, client: Redis) -> None:
@@ -151,7 +191,8 @@ class Monitor(redis.client.Monitor):  # type: ignore[misc]
             self.close()
 
     def close(self) -> None:
-        """Close the monitor's connection and give its permit back."""
+        """Close the monitor's connection and give its permit back (safe to
+        call again)."""
         self.connection.disconnect()
         if self._holding:
             self._holding = False
@@ -186,7 +227,21 @@ def _full_name(command: str, args: Tuple[Any, ...]) -> str:
 class PinnedRedis(Redis):
     """``r.client()``: a client pinned to one dedicated connection, for code
     that needs connection state. Close it (or use ``with``) to give the
-    connection back; it is closed, not reused."""
+    connection back; it is closed, not reused.
+
+    Every command runs on the pinned connection in the caller's order:
+    SELECT (remembered across a reconnect), CLIENT SETNAME, raw MULTI/WATCH,
+    blocking commands. Commands that would break the connection itself are
+    refused with ``SharedConnectionError``. ``client()``, ``monitor()`` and
+    ``pubsub()`` go to the parent client.
+
+    Args:
+        parent: the client whose settings (copied) and dedicated pool it uses.
+
+    Raises:
+        PoolExhaustedError: no dedicated permit within ``dedicated_timeout``.
+        ClientClosedError: the parent client was closed.
+    """
 
     def __init__(self, parent: Redis) -> None:  # not Redis.__init__: shares the parent's setup
         self._closed = True
@@ -225,7 +280,25 @@ class PinnedRedis(Redis):
         return conn
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        """Run one command on the pinned connection."""
+        """Run one command on the pinned connection.
+
+        Args:
+            *args: the command and its arguments.
+            **options: redis-py's per-call options for the response callback.
+
+        Returns:
+            What ``redis.Redis.execute_command`` returns for it.
+
+        Raises:
+            SharedConnectionError: a command this connection cannot run
+                (nothing sent).
+            TimeoutError: no reply within ``socket_timeout`` (plus a blocking
+                command's own timeout; such a connection is then closed).
+            ConnectionError: the connection failed; the next command reopens
+                it on the same database.
+            ClientClosedError: this client was closed.
+            ResponseError: the server's error reply.
+        """
         command = _name(args[0])
         self._refuse(command, args)
         extra = block_seconds(command, args) if is_blocking(command, args) else 0.0
@@ -245,8 +318,15 @@ class PinnedRedis(Redis):
         return self._finish(command, reply, options)
 
     def execute_async(self, *args: Any, **options: Any) -> AsyncResult:
-        """Runs the command now (a pinned connection serves one caller) and
-        returns a ready AsyncResult."""
+        """Run the command now (a pinned connection serves one caller).
+
+        Args:
+            *args: the command and its arguments.
+            **options: as for :meth:`execute_command`.
+
+        Returns:
+            An ``AsyncResult`` already holding the result or the error.
+        """
         result = AsyncResult()
         try:
             result.set(self.execute_command(*args, **options))
@@ -256,7 +336,17 @@ class PinnedRedis(Redis):
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None, *,
                  threshold: Optional[int] = None) -> Pipeline:
-        """A pipeline that runs on this client's connection."""
+        """A pipeline that runs on this client's connection.
+
+        Args:
+            transaction: wrap the batch in MULTI/EXEC.
+            shard_hint: accepted for redis-py compatibility; unused.
+            threshold: accepted for symmetry; a pinned pipeline always runs
+                on the pinned connection.
+
+        Returns:
+            A :class:`~geredis.pipeline.Pipeline` bound to this connection.
+        """
         return Pipeline(self, transaction, shard_hint, threshold=threshold,
                         pinned=self._usable_connection, refuse=self._refuse)
 
@@ -270,8 +360,14 @@ class PinnedRedis(Redis):
         return self._parent.pubsub(**kwargs)
 
     def close(self, timeout: Optional[float] = None) -> None:
-        """Let pending commands finish (at most ``timeout``, default
-        ``socket_timeout``), close the connection, give the permit back."""
+        """Let pending commands finish, close the connection, give the
+        permit back. Safe to call again.
+
+        Args:
+            timeout: the longest to wait for pending replies (default:
+                ``socket_timeout``); those still missing then fail with
+                ``ClientClosedError``.
+        """
         self._closed = True
         conn = self._connection
         if conn is not None:

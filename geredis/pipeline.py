@@ -68,8 +68,23 @@ def _name(raw: Any) -> str:
 class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
     """``r.pipeline(transaction=True, shard_hint=None, threshold=None)``.
 
-    ``threshold`` (default: the client's ``pipeline_threshold``) is the
-    batch size above which the pipeline runs on a dedicated connection.
+    redis-py's pipeline: command methods queue and return the pipeline (so
+    calls chain), ``execute()`` sends them all as one batch and returns
+    their results. ``watch()`` switches to immediate mode on a dedicated
+    connection until ``multi()``. Use it as a context manager, or call
+    ``reset()``, so that a WATCH connection goes back to the pool.
+
+    Args:
+        client: the client whose connections and callbacks it uses.
+        transaction: wrap the batch in MULTI/EXEC.
+        shard_hint: accepted for redis-py compatibility; unused.
+        threshold: the batch size above which the pipeline runs on a
+            dedicated connection (default: the client's
+            ``pipeline_threshold``).
+        pinned: for ``r.client()``'s pipelines: returns the pinned
+            connection, which every batch then uses.
+        refuse: for ``r.client()``'s pipelines: raises for commands the
+            pinned connection cannot run.
     """
 
     def __init__(self, client: "Redis", transaction: bool = True, shard_hint: Any = None,
@@ -128,7 +143,12 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
     # -- state ------------------------------------------------------------------
 
     def reset(self) -> None:  # type: ignore[override]
-        """Drop queued commands; UNWATCH and give back a dedicated connection."""
+        """Drop queued commands; UNWATCH and give back a dedicated connection.
+
+        Called by ``execute()`` and when a ``with`` block ends. Never raises
+        for a failed UNWATCH: the connection is closed instead, which forgets
+        the WATCH too.
+        """
         self.command_stack = []
         self.scripts = set()
         conn = self._lease if self._pinned is None else self._client._connection
@@ -179,7 +199,23 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
 
     def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
         """Run one command now: on the WATCH lease (or pinned connection), or
-        on the shared connection when nothing is WATCHed (``load_scripts``)."""
+        on the shared connection when nothing is WATCHed (``load_scripts``).
+
+        Args:
+            *args: the command and its arguments.
+            **options: redis-py's per-call options for the response callback.
+
+        Returns:
+            The command's result, after its response callback.
+
+        Raises:
+            WatchError: the connection failed or timed out while WATCHing
+                (the server forgot the WATCH with it).
+            SharedConnectionError: a command that cannot run here.
+            PoolExhaustedError: no dedicated connection for the WATCH within
+                ``dedicated_timeout``.
+            ResponseError: the server's error reply.
+        """
         command = _name(args[0])
         if not self.watching and command != "WATCH" and self._pinned is None:
             return self._client.execute_command(*args, **options)
@@ -207,7 +243,29 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
     # -- execute -------------------------------------------------------------------
 
     def execute(self, raise_on_error: bool = True) -> List[Any]:
-        """Run the queued commands; a list of their results, like redis-py."""
+        """Run the queued commands, then :meth:`reset`.
+
+        Args:
+            raise_on_error: raise the first command's error reply (annotated
+                with its position, as redis-py does); False leaves each error
+                reply in its place in the result list.
+
+        Returns:
+            One result per queued command, in order, after the response
+            callbacks; ``[]`` for an empty pipeline (nothing is sent).
+
+        Raises:
+            ResponseError: with ``raise_on_error``, the first error reply.
+            ExecAbortError: the server refused a command while queuing the
+                transaction; nothing ran.
+            WatchError: a WATCHed key changed, or the connection was lost
+                while WATCHing.
+            SharedConnectionError: a queued command that cannot run in a
+                pipeline (checked before anything is sent).
+            TimeoutError: no reply within ``socket_timeout`` (plus the block
+                time of blocking commands in a batch).
+            ConnectionError: the connection failed; pipelines are not retried.
+        """
         stack = self.command_stack
         if not stack and not self.watching:
             return []
@@ -388,7 +446,25 @@ def run_transaction(client: "Redis", func: Callable[[Pipeline], Any], watches: S
                     shard_hint: Any = None, value_from_callable: bool = False,
                     watch_delay: Optional[float] = None) -> Any:
     """``r.transaction(func, *watches)``: WATCH ``watches``, call ``func(pipe)``,
-    EXEC; start over on ``WatchError`` (sleeping ``watch_delay`` cooperatively)."""
+    EXEC; start over on ``WatchError`` (sleeping ``watch_delay`` cooperatively).
+
+    Args:
+        client: the client.
+        func: called with the pipeline; reads run at once (immediate mode),
+            then it calls ``pipe.multi()`` and queues the writes.
+        watches: the keys to WATCH.
+        shard_hint: accepted for redis-py compatibility; unused.
+        value_from_callable: return what ``func`` returned instead of the
+            EXEC results.
+        watch_delay: seconds to sleep before trying again after a conflict.
+
+    Errors from ``func`` and from ``execute()`` propagate, except
+    ``WatchError``, which starts over (with no bound on the number of tries,
+    as in redis-py).
+
+    Returns:
+        The EXEC results, or ``func``'s value with ``value_from_callable``.
+    """
     with client.pipeline(True, shard_hint) as pipe:
         while True:
             try:

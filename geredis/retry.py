@@ -61,7 +61,24 @@ _REDIS_DEFAULT_RETRY = inspect.signature(redis.Redis.__init__).parameters["retry
 
 
 class RetryPolicy:
-    """Decides whether a failed command is sent again (see module comment)."""
+    """Decides whether a failed command is sent again (see module comment).
+
+    Built by the client from redis-py's retry arguments
+    (:meth:`from_kwargs`); the client asks :meth:`should_retry` after each
+    failure and sleeps :meth:`delay` before sending the command again.
+
+    Args:
+        retry: redis-py's ``Retry`` (its backoff and number of retries);
+            None turns retries off.
+        retry_on_timeout: retry ``redis.TimeoutError`` too.
+        retry_on_error: more exception classes to retry (redis-py's
+            ``retry_on_error``); ``ConnectionError`` always is.
+        retry_writes: let writes that were sent be retried too.
+
+    Attributes:
+        errors: the exception classes that may be retried (a tuple, for
+            ``except``).
+    """
 
     def __init__(
         self,
@@ -85,8 +102,21 @@ class RetryPolicy:
         return int(self.retry._retries)
 
     def should_retry(self, command: str, exc: BaseException, failures: int, sent: bool) -> bool:
-        """True if the command that failed with ``exc`` for the ``failures``-th
-        time may be sent again. ``sent`` is False when it never left."""
+        """Whether a failed command may be sent again.
+
+        Args:
+            command: the command's upper-case name (``"GET"``,
+                ``"CONFIG GET"``).
+            exc: the error it failed with.
+            failures: how many times it has failed so far (1 after the first).
+            sent: False when it never left the client (its connection failed
+                before the handshake completed).
+
+        Returns:
+            True when retries remain, ``exc`` is one of :attr:`errors` (but
+            not an authentication error or a closed client), and repeating
+            is harmless: not sent, read-only, or ``retry_writes``.
+        """
         if 0 <= self.retries < failures:
             return False
         if not isinstance(exc, self.errors):
@@ -96,12 +126,30 @@ class RetryPolicy:
         return not sent or self.retry_writes or command in READ_ONLY_COMMANDS
 
     def delay(self, failures: int) -> float:
-        """Seconds to wait before attempt ``failures + 1``."""
+        """Seconds to wait before attempt ``failures + 1``.
+
+        Args:
+            failures: how many times the command has failed so far.
+
+        Returns:
+            The backoff's pause, in seconds.
+        """
         return float(self.retry._backoff.compute(failures))
 
     @classmethod
     def from_kwargs(cls, kwargs: dict) -> "RetryPolicy":  # type: ignore[type-arg]
-        """Pop redis-py's retry arguments (and ``retry_writes``) from kwargs."""
+        """Pop redis-py's retry arguments (and ``retry_writes``) from kwargs.
+
+        Args:
+            kwargs: a client's constructor arguments; ``retry``,
+                ``retry_on_timeout``, ``retry_on_error`` and ``retry_writes``
+                are removed from it. A missing ``retry`` (or redis-py's own
+                default object) means redis-py 8's default: 10 retries,
+                10 ms doubling with jitter, capped at 1 s.
+
+        Returns:
+            The policy.
+        """
         retry: Any = kwargs.pop("retry", _DEFAULT)
         if retry is _DEFAULT or retry is _REDIS_DEFAULT_RETRY:
             # redis-py 8's default: 10 attempts, 10 ms doubling, capped at 1 s.

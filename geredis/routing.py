@@ -54,8 +54,16 @@ def _refuse(why: str) -> Check:
 
 
 def command_name(value: Any) -> str:
-    """A command name or option word as an upper-case ``str`` (it may come as
-    bytes, or as anything ``str()`` takes)."""
+    """A command name or option word as an upper-case ``str``.
+
+    Args:
+        value: ``str``, ``bytes``, ``bytearray``, ``memoryview``, or anything
+            ``str()`` takes.
+
+    Returns:
+        The upper-case name (bytes decoded as ASCII, undecodable bytes
+        replaced).
+    """
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).decode("ascii", "replace").upper()
     return str(value).upper()
@@ -87,7 +95,16 @@ def _xread(client: "Redis", command: str, args: Tuple[Any, ...]) -> bool:
 
 
 def is_blocking(command: str, args: Tuple[Any, ...]) -> bool:
-    """Whether ``command`` (upper case) with ``args`` may block on the server."""
+    """Whether a command may block on the server.
+
+    Args:
+        command: the upper-case command name.
+        args: the whole command, name first, as passed to ``execute_command``.
+
+    Returns:
+        True for BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN/MAX,
+        BZMPOP, WAIT, WAITAOF, and XREAD/XREADGROUP with a BLOCK option.
+    """
     if command in _BLOCKING_SET:
         return True
     return command in ("XREAD", "XREADGROUP") and _block_index(args) > 0
@@ -103,10 +120,19 @@ _TIMEOUT_ARG = {
 
 def block_seconds(command: str, args: Tuple[Any, ...]) -> float:
     """How long a blocking command may wait on the server, from its own
-    arguments: BLPOP's last argument (seconds), BLMPOP's first, XREAD's
-    ``BLOCK ms``, WAIT's timeout (ms). ``math.inf`` when it may wait forever
-    (a timeout of 0); 0.0 for a timeout it cannot read (the server refuses
-    such a command at once)."""
+    arguments.
+
+    Args:
+        command: the upper-case name of a blocking command (see
+            :func:`is_blocking`).
+        args: the whole command, name first.
+
+    Returns:
+        Seconds: BLPOP's last argument, BLMPOP's first, XREAD's ``BLOCK``
+        milliseconds, WAIT's timeout (ms). ``math.inf`` when it may wait
+        forever (a timeout of 0); 0.0 for a timeout it cannot read (the
+        server refuses such a command at once).
+    """
     try:
         if command in ("XREAD", "XREADGROUP"):
             index, unit = _block_index(args) + 1, 0.001
@@ -152,6 +178,10 @@ def _client(client: "Redis", command: str, args: Tuple[Any, ...]) -> bool:
     return False
 
 
+#: Upper-case command name -> the check that runs before it is encoded: it
+#: returns False (the shared connection), True (a dedicated connection), or
+#: raises ``SharedConnectionError`` naming the API to use. Commands not here
+#: go to the shared connection.
 ROUTES: Dict[str, Check] = {}
 ROUTES.update({name: _blocking for name in _BLOCKING})
 ROUTES.update({"XREAD": _xread, "XREADGROUP": _xread})

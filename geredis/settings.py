@@ -91,13 +91,25 @@ _URL_PARSERS: Dict[str, Callable[[str], Any]] = {
 
 
 def parse_url(url: str) -> Dict[str, Any]:
-    """Turn ``redis://[[user]:pass@]host[:port][/db][?opt=v]``,
+    """Turn a Redis URL into ``geredis.Redis`` constructor arguments.
+
+    Accepted forms: ``redis://[[user]:pass@]host[:port][/db][?opt=v]``,
     ``rediss://...`` (the same over TLS: ``ssl=True``, and ``ssl_*`` query
     options such as ``ssl_cert_reqs``, ``ssl_ca_certs``,
-    ``ssl_check_hostname``) or ``unix://[[user]:pass@]/path/to.sock[?db=n]``
-    into constructor kwargs.
+    ``ssl_check_hostname``) and ``unix://[[user]:pass@]/path/to.sock[?db=n]``.
+    User names and passwords are percent-decoded; a ``db`` query option wins
+    over the path.
 
-    Unknown query options are refused, rather than silently ignored.
+    Args:
+        url: the URL.
+
+    Returns:
+        The keyword arguments it stands for (only those present in the URL).
+
+    Raises:
+        ValueError: another scheme, a ``unix://`` URL without a path, a
+            database that is not a number, an unknown query option (refused
+            rather than silently ignored), or a value that does not parse.
     """
     parsed = urlparse(url)
     if parsed.scheme not in ("redis", "rediss", "unix"):
@@ -137,47 +149,87 @@ def parse_url(url: str) -> Dict[str, Any]:
 
 @dataclasses.dataclass
 class ConnectionSettings:
-    """Everything needed to open and initialise one connection."""
+    """Everything needed to open and initialise one connection.
 
+    One per client, built from its constructor arguments (the fields are
+    exactly the connection arguments ``geredis.Redis`` applies, with
+    redis-py's names and defaults) and shared by every connection the client
+    opens. ``CLIENT SETNAME`` on the client updates ``client_name`` here, so
+    later connections get the name too. The repr hides passwords.
+
+    Raises:
+        ValueError: on construction, ``ssl=True`` with an invalid
+            ``ssl_cert_reqs`` or with a unix socket.
+    """
+
+    #: The server's host name or address (resolved once per connect).
     host: str = "localhost"
+    #: The server's TCP port.
     port: int = 6379
+    #: A unix socket path; when set, ``host`` and ``port`` are not used.
     unix_socket_path: Optional[str] = None
+    #: The database, selected on every new connection when not 0.
     db: int = 0
+    #: The ACL user (None: ``default``).
     username: Optional[str] = None
+    #: The password, sent in ``HELLO ... AUTH`` or ``AUTH``; never shown.
     password: Optional[str] = dataclasses.field(default=None, repr=False)
+    #: redis-py's ``CredentialProvider``, asked at every connect (wins over
+    #: ``username``/``password``).
     credential_provider: Optional[CredentialProvider] = dataclasses.field(
         default=None, repr=False
     )
+    #: Seconds each command waits for its reply (None: no bound).
     socket_timeout: Optional[float] = _DEFAULT_TIMEOUT
+    #: Seconds for connect, TLS and handshake together (None: no bound).
     socket_connect_timeout: Optional[float] = _DEFAULT_TIMEOUT
+    #: TCP keepalive on every connection.
     socket_keepalive: bool = True
+    #: ``{socket.TCP_KEEPIDLE: s, ...}``; None: redis-py 8's timings
+    #: (30 s idle, 5 s interval, 3 probes).
     socket_keepalive_options: Optional[Mapping[int, Any]] = None
     #: The protocol the user asked for (None, 2 or 3); None speaks RESP3 like
     #: redis-py 8, and picks redis-py's callback table for None.
     protocol: Optional[int] = None
     #: redis-py 8's choice between its legacy and unified reply shapes.
     legacy_responses: bool = True
+    #: ``CLIENT SETNAME`` on every new connection.
     client_name: Optional[str] = None
+    #: Sent with ``CLIENT SETINFO LIB-NAME`` (servers before 7.2 ignore it).
     lib_name: Optional[str] = "geredis"
+    #: Sent with ``CLIENT SETINFO LIB-VER``.
     lib_version: Optional[str] = __about__.__version__
+    #: How ``str`` arguments are encoded, and replies decoded.
     encoding: str = "utf-8"
+    #: The codec's error handler for both directions.
     encoding_errors: str = "strict"
+    #: Return ``str`` instead of ``bytes``.
     decode_responses: bool = False
     #: TLS, with redis-py's ``ssl_*`` arguments (see ``network.py``).
     ssl: bool = False
+    #: The client's private key (for a client certificate).
     ssl_keyfile: Optional[str] = None
+    #: The client's certificate chain, when the server asks for one.
     ssl_certfile: Optional[str] = None
     #: "required" (default), "optional", "none" (or None), or an ssl.VerifyMode.
     ssl_cert_reqs: Union[str, _ssl.VerifyMode, None] = "required"
+    #: ``ssl.VerifyFlags`` to set on the context.
     ssl_include_verify_flags: Optional[List[_ssl.VerifyFlags]] = None
+    #: ``ssl.VerifyFlags`` to clear on the context.
     ssl_exclude_verify_flags: Optional[List[_ssl.VerifyFlags]] = None
+    #: A CA bundle file to trust, besides the system's.
     ssl_ca_certs: Optional[str] = None
+    #: A directory of CA certificates to trust.
     ssl_ca_path: Optional[str] = None
+    #: CA certificates as PEM text or DER bytes.
     ssl_ca_data: Union[str, bytes, None] = None
     #: Match the certificate against ``host`` (ignored when not verifying).
     ssl_check_hostname: bool = True
+    #: The password of ``ssl_keyfile`` (or a callable returning it); never shown.
     ssl_password: Any = dataclasses.field(default=None, repr=False)
+    #: The lowest TLS version accepted, e.g. ``ssl.TLSVersion.TLSv1_2``.
     ssl_min_version: Optional[_ssl.TLSVersion] = None
+    #: An OpenSSL cipher list.
     ssl_ciphers: Optional[str] = None
     #: Seconds of silence from the server after which a PING checks it; a
     #: PING unanswered within the next interval replaces the connection.
@@ -199,7 +251,12 @@ class ConnectionSettings:
 
     @property
     def verify_mode(self) -> _ssl.VerifyMode:
-        """``ssl_cert_reqs`` as an ``ssl.VerifyMode``; ValueError if unknown."""
+        """``ssl_cert_reqs`` as an ``ssl.VerifyMode``.
+
+        Raises:
+            ValueError: ``ssl_cert_reqs`` is not ``"required"``,
+                ``"optional"``, ``"none"``, None or an ``ssl.VerifyMode``.
+        """
         reqs = self.ssl_cert_reqs
         if reqs is None:
             return _ssl.CERT_NONE
@@ -228,8 +285,13 @@ class ConnectionSettings:
         return f"{self.host}:{self.port}"
 
     def credentials(self) -> Tuple[Optional[str], Optional[str]]:
-        """``(username, password)``, asking the credential provider each time
-        (its credentials may rotate between connections)."""
+        """The credentials for a new connection.
+
+        Returns:
+            ``(username, password)``, either possibly None. The credential
+            provider, when there is one, is asked each time (its credentials
+            may rotate between connections); one value from it is a password.
+        """
         if self.credential_provider is not None:
             creds = self.credential_provider.get_credentials()
             if len(creds) == 1:
@@ -238,7 +300,14 @@ class ConnectionSettings:
         return self.username, self.password
 
     def handshake(self) -> List[HandshakeStep]:
-        """The commands that initialise a new connection, in order."""
+        """The commands that initialise a new connection, in order.
+
+        Returns:
+            ``(args, optional)`` pairs: ``HELLO 3 [AUTH ...] [SETNAME ...]``
+            (or ``AUTH`` and ``CLIENT SETNAME`` for RESP2), ``CLIENT SETINFO``
+            (optional: an error reply is ignored), then ``SELECT`` when
+            ``db`` is not 0.
+        """
         steps: List[HandshakeStep] = []
         username, password = self.credentials()
         if self.wire_protocol == 3:
@@ -263,7 +332,12 @@ class ConnectionSettings:
         return steps
 
     def connection_kwargs(self) -> Dict[str, Any]:
-        """The dict redis-py code reads as ``connection_pool.connection_kwargs``."""
+        """The dict redis-py code reads as ``connection_pool.connection_kwargs``.
+
+        Returns:
+            A new dict of every field (plus ``path`` for a unix socket, the
+            name redis-py uses), passwords included: do not log it.
+        """
         kwargs = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if self.unix_socket_path:
             kwargs["path"] = self.unix_socket_path

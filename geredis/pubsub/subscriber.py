@@ -108,13 +108,27 @@ class Subscriber:
 
     @property
     def subscribed(self) -> bool:
+        """True while any table holds a name."""
         return bool(self.tables[0] or self.tables[1] or self.tables[2])
 
     # -- callers' side -----------------------------------------------------
 
     def subscribe(self, kind: int, subscriptions: Dict[Any, Any]) -> AsyncResult:
-        """Add ``{name: handler}`` to table ``kind`` (0 channels, 1 patterns,
-        2 shard channels); returns what to wait on for the confirmation."""
+        """Add subscriptions, and ask the server for them when connected.
+
+        Args:
+            kind: the table: 0 channels, 1 patterns, 2 shard channels.
+            subscriptions: ``{name: handler or None}``; names as the user gave
+                them (normalised to the table's key type here).
+
+        Returns:
+            What to wait on: its value is None once the server confirmed, or
+            the exception to raise (an error reply, which also rolls the
+            names back; a failed first connection).
+
+        Raises:
+            DataError: no names were given.
+        """
         if not subscriptions:
             raise DataError(f"{SUBSCRIBE[kind]} needs at least one name")
         table, pending = self.tables[kind], self.pending[kind]
@@ -134,8 +148,17 @@ class Subscriber:
         return self.connected()
 
     def unsubscribe(self, kind: int, names: Sequence[Any]) -> Optional[AsyncResult]:
-        """Unsubscribe ``names`` (all of table ``kind`` when empty); returns
-        what to wait on, or None when there was no connection to tell."""
+        """Unsubscribe from names of one table.
+
+        Args:
+            kind: the table: 0 channels, 1 patterns, 2 shard channels.
+            names: the names to drop; empty drops every name of the table.
+
+        Returns:
+            What to wait on for the server's confirmation (the names leave
+            the table when it comes), or None when there was no open
+            connection to tell: the names were dropped at once.
+        """
         table, pending = self.tables[kind], self.pending[kind]
         keys = [self.normalize(name) for name in names] if names else list(table)
         stream = self._stream
@@ -152,8 +175,16 @@ class Subscriber:
         return None
 
     def ping(self, message: Any = None) -> Optional[AsyncResult]:
-        """Send a PING when OPEN (its pong becomes a message). Otherwise
-        return None: wait for :meth:`connected`, then try again."""
+        """Send a PING on the subscription connection.
+
+        Args:
+            message: the PING's optional argument, echoed in the pong.
+
+        Returns:
+            What to wait on for the pong (which also becomes a ``'pong'``
+            message for ``get_message()``), or None when not OPEN: wait for
+            :meth:`connected`, then try again.
+        """
         stream = self._stream
         if self.state is not _OPEN or stream is None:
             return None
@@ -163,8 +194,14 @@ class Subscriber:
         return fence.result
 
     def connected(self) -> AsyncResult:
-        """What to wait on until the next connection has replayed the tables
-        (starting the reader when IDLE)."""
+        """What to wait on until the next connection has replayed the tables,
+        starting the reader greenlet when IDLE or CLOSED.
+
+        Returns:
+            An ``AsyncResult`` whose value is None once every table is
+            subscribed on the new connection, or the exception that made the
+            first connection fail.
+        """
         if self.state is _IDLE or self.state is _CLOSED:
             self.state = _CONNECTING
             self._replay = Fence(Fence.REPLAY, AsyncResult())
@@ -268,8 +305,13 @@ class Subscriber:
 
     def close(self, block: bool = True) -> None:
         """Close the connection and stop the reader: waiting callers get
-        ClientClosedError and the tables are emptied. With ``block`` False
-        (``__del__``) it never blocks."""
+        ClientClosedError and the tables are emptied. A later subscribe
+        starts over from IDLE.
+
+        Args:
+            block: wait for the reader greenlet to end; False (``__del__``)
+                never blocks.
+        """
         self.state = _CLOSED
         greenlet, self._greenlet = self._greenlet, None
         stream, self._stream = self._stream, None
