@@ -351,12 +351,30 @@ class PinnedRedis(Redis):
                         pinned=self._usable_connection, refuse=self._refuse)
 
     def client(self) -> "PinnedRedis":
+        """Another pinned client from the parent (its own connection).
+
+        Returns:
+            A new :class:`PinnedRedis` holding one more dedicated permit.
+        """
         return self._parent.client()
 
     def monitor(self) -> Monitor:
+        """The parent's ``monitor()``: a monitor on a connection of its own.
+
+        Returns:
+            A :class:`Monitor` holding one more dedicated permit.
+        """
         return self._parent.monitor()
 
     def pubsub(self, **kwargs: Any) -> Any:
+        """The parent's ``pubsub()``: a PubSub on a connection of its own.
+
+        Args:
+            **kwargs: as for ``geredis.Redis.pubsub``.
+
+        Returns:
+            A ``geredis.pubsub.PubSub`` with the parent's settings.
+        """
         return self._parent.pubsub(**kwargs)
 
     def close(self, timeout: Optional[float] = None) -> None:

@@ -131,13 +131,32 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
     # -- the two commands ETL pipelines queue most --------------------------
 
     def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
-        """``SET``; the two-argument form skips redis-py's option parsing."""
+        """Queue ``SET``; the two-argument form skips redis-py's option parsing.
+
+        Args:
+            name: the key.
+            value: the value.
+            *args: redis-py's ``set`` options, positionally.
+            **kwargs: redis-py's ``set`` options (``ex``, ``px``, ``nx``...).
+
+        Returns:
+            The pipeline, so that calls chain (in immediate mode after
+            ``watch()``: the command's result).
+        """
         if args or kwargs:
             return super().set(name, value, *args, **kwargs)
         return self.execute_command("SET", name, value)  # type: ignore[no-untyped-call]
 
     def get(self, name: Any) -> Any:
-        """``GET`` without redis-py's per-call option dict."""
+        """Queue ``GET`` without redis-py's per-call option dict.
+
+        Args:
+            name: the key.
+
+        Returns:
+            The pipeline, so that calls chain (in immediate mode after
+            ``watch()``: the value).
+        """
         return self.execute_command("GET", name)  # type: ignore[no-untyped-call]
 
     # -- state ------------------------------------------------------------------
