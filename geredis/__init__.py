@@ -8,6 +8,7 @@ commands over one connection, with redis-py's API.
 
 from .__about__ import __version__
 from .client import Redis, from_url
+from .cluster import ClusterNode, RedisCluster
 from .compat import Futures
 from .connection import Connection, State
 from .exceptions import (
@@ -21,12 +22,14 @@ from .guards import ThreadAffinityError
 
 __all__ = [
     "ClientClosedError",
+    "ClusterNode",
     "Connection",
     "ConnectionClosedError",
     "Futures",
     "PoolExhaustedError",
     "ProtocolError",
     "Redis",
+    "RedisCluster",
     "SharedConnectionError",
     "State",
     "ThreadAffinityError",

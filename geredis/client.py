@@ -41,13 +41,13 @@ from .protocol import Packer
 from .guards import check_thread, real_thread_id
 from .retry import RetryPolicy
 from .routing import ROUTES, block_seconds, command_name
-from .settings import parse_url
+from .settings import ConnectionSettings, parse_url
 from .slots import FutureSlot
 
 if TYPE_CHECKING:  # pragma: no cover
     from .monitor import Monitor, PinnedRedis
 
-__all__ = ["Redis", "from_url"]
+__all__ = ["Redis", "finish_reply", "from_url"]
 
 _OPEN = State.OPEN
 _CLOSED = State.CLOSED
@@ -83,17 +83,28 @@ class Redis(redis.Redis):  # type: ignore[misc]
     _is_async_client = False
 
     def __init__(self, **kwargs: Any) -> None:
+        retry = RetryPolicy.from_kwargs(kwargs)
+        parser = kwargs.pop("parser", "auto")
+        max_dedicated = kwargs.pop("max_dedicated", 16)
+        dedicated_timeout = kwargs.pop("dedicated_timeout", None)
+        threshold = kwargs.pop("pipeline_threshold", PIPELINE_THRESHOLD)
+        self._setup(settings_from_kwargs(kwargs), retry, parser, max_dedicated,
+                    dedicated_timeout, threshold)
+
+    def _setup(self, settings: ConnectionSettings, retry: RetryPolicy, parser: str = "auto",
+               max_dedicated: int = 16, dedicated_timeout: Optional[float] = None,
+               pipeline_threshold: int = PIPELINE_THRESHOLD) -> None:
+        """Build the client from settings already checked: the constructor's
+        second half, also used by the cluster client for each node."""
         self._connection: Optional[Connection] = None
         self._closed = False
         self._owner_thread = real_thread_id()
-        self._retry = RetryPolicy.from_kwargs(kwargs)
-        self._parser = kwargs.pop("parser", "auto")
-        max_dedicated = kwargs.pop("max_dedicated", 16)
-        dedicated_timeout = kwargs.pop("dedicated_timeout", None)
-        self.pipeline_threshold: int = kwargs.pop("pipeline_threshold", PIPELINE_THRESHOLD)
-        self.settings = settings = settings_from_kwargs(kwargs)
+        self._retry = retry
+        self._parser = parser
+        self.pipeline_threshold: int = pipeline_threshold
+        self.settings = settings
         self._dedicated = DedicatedPool(
-            settings, parser=self._parser, max_size=max_dedicated, timeout=dedicated_timeout
+            settings, parser=parser, max_size=max_dedicated, timeout=dedicated_timeout
         )
         self._timeout = settings.socket_timeout
         self._packer = Packer(settings.encoding, settings.encoding_errors)
@@ -230,18 +241,7 @@ class Redis(redis.Redis):  # type: ignore[misc]
         raise exc
 
     def _finish(self, command: str, reply: Any, options: Dict[str, Any]) -> Any:
-        if isinstance(reply, Exception):
-            if EMPTY_RESPONSE in options and isinstance(reply, ResponseError):
-                return options[EMPTY_RESPONSE]
-            raise reply
-        if options:
-            options.pop("keys", None)
-            options.pop(EMPTY_RESPONSE, None)
-            options.pop(NEVER_DECODE, None)
-        callback = _dict_get(self.response_callbacks, command)
-        if callback is not None:
-            return callback(reply, **options)
-        return reply
+        return finish_reply(self.response_callbacks, command, reply, options)
 
     # -- the two commands every program runs most -------------------------------
 
@@ -345,6 +345,26 @@ class Redis(redis.Redis):  # type: ignore[misc]
         from .monitor import PinnedRedis
 
         return PinnedRedis(self)
+
+
+def finish_reply(callbacks: Dict[str, Any], command: str, reply: Any,
+                 options: Dict[str, Any]) -> Any:
+    """What ``execute_command`` returns for ``reply``: an error reply raised
+    (or redis-py's ``EMPTY_RESPONSE`` default), else redis-py's callback for
+    ``command`` applied with the callback options in ``options`` (client-level
+    options are removed from it)."""
+    if isinstance(reply, Exception):
+        if EMPTY_RESPONSE in options and isinstance(reply, ResponseError):
+            return options[EMPTY_RESPONSE]
+        raise reply
+    if options:
+        options.pop("keys", None)
+        options.pop(EMPTY_RESPONSE, None)
+        options.pop(NEVER_DECODE, None)
+    callback = _dict_get(callbacks, command)
+    if callback is not None:
+        return callback(reply, **options)
+    return reply
 
 
 def from_url(url: str, **kwargs: Any) -> Redis:

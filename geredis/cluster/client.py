@@ -1,0 +1,478 @@
+"""``geredis.RedisCluster``: redis-py's ``RedisCluster`` API, one multiplexed
+connection per node.
+
+How this works: :class:`RedisCluster` subclasses ``redis.cluster.RedisCluster``
+for its command mixins (``RedisClusterCommands``: the cluster's own commands,
+``mget_nonatomic``, ``scan_iter`` over every node ...), its command flags,
+node selection (``get_node``, ``get_primaries``, ``_determine_nodes``,
+``determine_slot``, replica load balancing) and result aggregation
+(``_process_result`` with its ``RESULT_CALLBACKS``), and for
+``isinstance(rc, redis.RedisCluster)``. It never runs redis-py's constructor
+(which connects with blocking sockets and builds per-node pools); it sets up
+the same attributes over geredis pieces instead:
+
+* ``nodes_manager`` is redis-py's ``NodesManager`` state filled by geredis
+  (``topology.py``); each ``ClusterNode.redis_connection`` is a
+  ``NodeRedis``, a ``geredis.Redis`` for that node (``nodes.py``);
+* the map is read at construction (like redis-py) and again in the
+  background whenever the cluster says it changed (``refresh.py``);
+* ``commands_parser`` is redis-py's ``CommandsParser`` over this client (the
+  server's ``COMMAND`` table); it also gives the fast path its set of
+  single-key commands;
+* ``execute_command`` is ``routing.py``'s.
+
+redis-py arguments that cannot apply (``db``, a unix socket, client-side
+caching, maintenance notifications) raise a clear error.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple, Type, TypeVar
+
+import redis.cluster
+from redis._defaults import DEFAULT_RETRY_BASE, DEFAULT_RETRY_CAP, DEFAULT_RETRY_COUNT
+from redis._parsers import CommandsParser, Encoder
+from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePolicy
+from redis.client import NEVER_DECODE
+from redis.commands.cluster import READ_COMMANDS
+from redis.crc import key_slot
+from gevent.hub import Waiter
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.client import CaseInsensitiveDict
+from redis.cluster import (
+    SLOT_ID,
+    ClusterNode,
+    LoadBalancingStrategy,
+    parse_cluster_shards_unified,
+    parse_cluster_shards_with_str_keys,
+)
+from redis.commands.policies import PolicyResolver, StaticPolicyResolver
+from redis.event import EventDispatcher
+from redis.exceptions import RedisClusterException
+from redis.himport import HImportRegistry
+from redis.retry import Retry
+
+from ..client import finish_reply
+from ..compat import response_callbacks, settings_from_kwargs
+from ..connection import State
+from ..exceptions import ClientClosedError
+from ..guards import check_thread, real_thread_id
+from ..lock import Lock
+from ..protocol import Packer
+from ..retry import RetryPolicy
+from ..routing import ROUTES, command_name
+from ..settings import parse_url
+from .nodes import NodeRedis, NodeSettings
+from .refresh import Refresher
+from . import routing
+from .routing import BROKEN, REPLY_TYPES
+from .topology import NodesManager
+
+__all__ = ["RedisCluster"]
+
+_R = TypeVar("_R", bound="RedisCluster")
+_OPEN = State.OPEN
+_dict_get = dict.get
+_NOT_SPLIT = frozenset(("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"))
+
+
+class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
+    """A Redis Cluster client whose commands, from any number of greenlets,
+    share one auto-pipelined connection per node. Takes
+    ``redis.cluster.RedisCluster``'s arguments.
+
+    Args:
+        host, port, startup_nodes, url: where to read the slot map first
+            (``startup_nodes=[ClusterNode(host, port), ...]``).
+        retry, cluster_error_retry_attempts: redis-py's; a command whose
+            connection broke is sent again only when that is harmless (see
+            ``geredis.retry``). ``retry_on_timeout``, ``retry_writes`` too.
+        require_full_coverage: refuse a map that leaves slots unserved.
+        reinitialize_steps: 0 stops MOVED replies from asking for a new map
+            (the slot is still patched); any other value asks, at most one
+            refresh at a time.
+        read_from_replicas, load_balancing_strategy: read commands may go to
+            replicas (their connections send READONLY).
+        dynamic_startup_nodes, address_remap, event_dispatcher,
+        policy_resolver: as in redis-py.
+        cluster_refresh_interval: seconds between background re-reads of the
+            map (default 30; 0 or None: only when the cluster says so).
+        max_redirections: MOVED/ASK replies followed per command (16), then
+            ``ClusterError``.
+        parser, max_dedicated, dedicated_timeout, pipeline_threshold, and the
+            connection arguments (password, ssl_*, socket_timeout,
+            decode_responses, protocol, max_in_flight, ...): as for
+            ``geredis.Redis``, for each node.
+
+    Raises:
+        RedisClusterException: no startup node, ``db``, a unix socket, or no
+            reachable node answered with a usable slot map.
+        ValueError: a redis-py argument geredis cannot honour.
+    """
+
+    _is_async_client = False
+    nodes_manager: NodesManager
+    _refresher: Refresher
+
+    def __init__(
+        self,
+        host: Optional[str] = None,
+        port: int = 6379,
+        startup_nodes: Optional[List[ClusterNode]] = None,
+        cluster_error_retry_attempts: int = DEFAULT_RETRY_COUNT,
+        retry: Optional[Retry] = None,
+        require_full_coverage: bool = True,
+        reinitialize_steps: int = 5,
+        read_from_replicas: bool = False,
+        load_balancing_strategy: Optional[LoadBalancingStrategy] = None,
+        dynamic_startup_nodes: bool = True,
+        url: Optional[str] = None,
+        address_remap: Optional[Callable[[Tuple[str, int]], Tuple[str, int]]] = None,
+        cache: Any = None,
+        cache_config: Any = None,
+        event_dispatcher: Optional[EventDispatcher] = None,
+        policy_resolver: Optional[PolicyResolver] = None,
+        maint_notifications_config: Any = None,
+        *,
+        cluster_refresh_interval: Optional[float] = 30.0,
+        max_redirections: int = 16,
+        parser: str = "auto",
+        max_dedicated: int = 16,
+        dedicated_timeout: Optional[float] = None,
+        pipeline_threshold: Optional[int] = None,
+        **kwargs: Any,
+    ) -> None:
+        self._closed = True  # until built: close()/__del__ have nothing to do
+        startup = list(startup_nodes or [])
+        if "db" in kwargs:
+            raise RedisClusterException("Argument 'db' is not possible to use in cluster mode")
+        if cache is not None or cache_config is not None:
+            raise ValueError("geredis.RedisCluster does not support client-side caching"
+                             " (cache=, cache_config=) yet")  # fmt: skip
+        if maint_notifications_config is not None and getattr(
+                maint_notifications_config, "enabled", False):  # fmt: skip
+            raise ValueError("geredis.RedisCluster does not support maintenance notifications")
+        if url is not None:
+            options = parse_url(url)
+            if "unix_socket_path" in options:
+                raise RedisClusterException(
+                    "RedisCluster does not currently support Unix Domain Socket connections")
+            if options.pop("db", 0) != 0:
+                raise RedisClusterException("A ``db`` querystring option can only be 0 in"
+                                            " cluster mode")  # fmt: skip
+            options.update(kwargs)
+            kwargs = options
+            host = kwargs.pop("host", host)
+            port = kwargs.pop("port", port)
+            startup.append(ClusterNode(host or "localhost", port))
+        elif host is not None:
+            startup.append(ClusterNode(host, port))
+        elif not startup:
+            raise RedisClusterException(
+                "RedisCluster requires at least one node to discover the cluster:"
+                " host and port (RedisCluster(host='localhost', port=6379)) or"
+                " startup_nodes=[ClusterNode('localhost', 6379), ...]"
+            )
+        if kwargs.get("unix_socket_path"):
+            raise RedisClusterException(
+                "RedisCluster does not currently support Unix Domain Socket connections")
+        kwargs.setdefault("retry", retry or Retry(
+            ExponentialWithJitterBackoff(base=DEFAULT_RETRY_BASE, cap=DEFAULT_RETRY_CAP),
+            cluster_error_retry_attempts))  # fmt: skip
+        self._retry = RetryPolicy.from_kwargs(kwargs)
+        self.settings = settings = settings_from_kwargs(kwargs)
+        self._node_options: Dict[str, Any] = dict(
+            parser=parser, max_dedicated=max_dedicated, dedicated_timeout=dedicated_timeout,
+            pipeline_threshold=pipeline_threshold)  # fmt: skip
+        self._owner_thread = real_thread_id()
+        self._timeout = settings.socket_timeout
+        self._encoding = settings.encoding
+        self._encoding_errors = settings.encoding_errors
+        self._packer = Packer(settings.encoding, settings.encoding_errors)
+        self.encoder = Encoder(settings.encoding, settings.encoding_errors,
+                               settings.decode_responses)  # type: ignore[no-untyped-call]
+        self.response_callbacks = response_callbacks(settings.protocol, settings.legacy_responses)
+        self.cluster_response_callbacks = self._cluster_callbacks()
+        self.result_callbacks = CaseInsensitiveDict(self.RESULT_CALLBACKS)
+        self.command_flags = self.COMMAND_FLAGS.copy()
+        self.node_flags = self.NODE_FLAGS.copy()
+        self.read_from_replicas = read_from_replicas
+        self.load_balancing_strategy = load_balancing_strategy
+        self._replica_reads = bool(read_from_replicas or load_balancing_strategy)
+        self.reinitialize_counter = 0
+        self.reinitialize_steps = reinitialize_steps
+        self.max_redirections = max_redirections
+        self.user_on_connect_func = None
+        self._event_dispatcher = event_dispatcher or EventDispatcher()
+        self._policy_resolver = policy_resolver or StaticPolicyResolver()
+        self._himport_registry = HImportRegistry()
+        self._aggregate_nodes = None
+        self._lock = threading.RLock()
+        self._single_key: FrozenSet[str] = frozenset()
+        self.startup_nodes = startup
+        self._set_up_policies()
+        self.nodes_manager = NodesManager(
+            startup, self._make_node, require_full_coverage=require_full_coverage,
+            dynamic_startup_nodes=dynamic_startup_nodes, address_remap=address_remap,
+            connection_kwargs=settings.connection_kwargs(),
+            event_dispatcher=self._event_dispatcher,
+        )  # fmt: skip
+        self._refresher = Refresher(self.nodes_manager, settings.socket_timeout,
+                                    tls=settings.ssl, interval=cluster_refresh_interval)
+        self._closed = False
+        try:
+            self._refresher.refresh()
+            self.commands_parser = CommandsParser(self)
+        except BaseException:
+            self.close()
+            raise
+        self._single_key = self._single_key_commands()
+
+    @classmethod
+    def from_url(cls: Type[_R], url: str, **kwargs: Any) -> _R:
+        """A client for ``redis://host:port`` (or ``rediss://``); options as
+        for ``geredis.Redis.from_url``; kwargs win."""
+        return cls(url=url, **kwargs)
+
+    def _make_node(self, host: str, port: int) -> NodeRedis:
+        settings = NodeSettings.for_node(self.settings, host, port, self._replica_reads)
+        return NodeRedis(settings, **self._node_options)
+
+    def _cluster_callbacks(self) -> CaseInsensitiveDict:
+        callbacks = dict(self.CLUSTER_COMMANDS_RESPONSE_CALLBACKS)
+        if not self.settings.legacy_responses:
+            callbacks["CLUSTER SHARDS"] = parse_cluster_shards_unified
+        elif self.settings.protocol is None:
+            callbacks["CLUSTER SHARDS"] = parse_cluster_shards_with_str_keys
+        return CaseInsensitiveDict(callbacks)  # type: ignore[arg-type]
+
+    def _set_up_policies(self) -> None:
+        # redis-py's tables from node flags to request policies, and from
+        # policies to the nodes they pick (its constructor builds the same).
+        self._command_flags_mapping = {
+            self.RANDOM: RequestPolicy.DEFAULT_KEYLESS,
+            self.PRIMARIES: RequestPolicy.ALL_SHARDS,
+            self.ALL_NODES: RequestPolicy.ALL_NODES,
+            self.REPLICAS: RequestPolicy.ALL_REPLICAS,
+            self.DEFAULT_NODE: RequestPolicy.DEFAULT_NODE,
+            SLOT_ID: RequestPolicy.DEFAULT_KEYED,
+        }
+        self._policies_callback_mapping = {
+            RequestPolicy.DEFAULT_KEYLESS: lambda name: [self.get_random_primary_or_all_nodes(name)],
+            RequestPolicy.DEFAULT_KEYED: lambda command, *args: self.get_nodes_from_slot(
+                command, *args),
+            RequestPolicy.DEFAULT_NODE: lambda: [self.get_default_node()],
+            RequestPolicy.ALL_SHARDS: self.get_primaries,
+            RequestPolicy.ALL_NODES: self.get_nodes,
+            RequestPolicy.ALL_REPLICAS: self.get_replicas,
+            RequestPolicy.MULTI_SHARD: lambda *args, **kwargs: self._split_multi_shard_command(
+                *args, **kwargs),
+            RequestPolicy.SPECIAL: self.get_special_nodes,
+            ResponsePolicy.DEFAULT_KEYLESS: lambda res: res,
+            ResponsePolicy.DEFAULT_KEYED: lambda res: res,
+        }  # fmt: skip
+
+    def _single_key_commands(self) -> FrozenSet[str]:
+        """Commands whose one key is their first argument (the fast path)."""
+        names = set()
+        for name, info in self.commands_parser.commands.items():
+            flags = info.get("flags") or ()
+            if "movablekeys" in flags or "pubsub" in flags:
+                continue
+            if info.get("first_key_pos") == 1 and info.get("last_key_pos") == 1:
+                names.add(str(name).upper())
+        return frozenset(names - set(ROUTES) - set(self.command_flags) - _NOT_SPLIT)
+
+    def __repr__(self) -> str:
+        state = "CLOSED" if self._closed else "OPEN"
+        nodes = len(self.nodes_manager.nodes_cache) if hasattr(self, "nodes_manager") else 0
+        return f"<geredis.RedisCluster nodes={nodes} {state}>"
+
+    # -- the command path (see routing.py) ---------------------------------------
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        """Send one command where the slot map says; return its result."""
+        name = args[0]
+        command = name.upper() if type(name) is str else command_name(name)
+        if command in self._single_key and len(args) > 1 and (
+            not options or "target_nodes" not in options
+        ):
+            key = args[1]
+            kind = type(key)
+            if kind is str:
+                slot = key_slot(key.encode(self._encoding, self._encoding_errors))
+            elif kind is bytes:
+                slot = key_slot(key)
+            else:
+                slot = key_slot(self.encoder.encode(key))
+            return self._keyed(command, slot, args, options)
+        return routing.general(self, command, args, options)
+
+    def _keyed(self, command: str, slot: int, args: Tuple[Any, ...], options: Dict[str, Any],
+               blocking: bool = False) -> Any:  # fmt: skip
+        """Send a command for ``slot`` on its node's shared connection (or a
+        dedicated one when ``blocking``) and return its result."""
+        if real_thread_id() != self._owner_thread:
+            check_thread(self._owner_thread)
+        if self._closed:
+            raise ClientClosedError("this geredis cluster client was closed")
+        packed = self._packer.pack(args)
+        raw = NEVER_DECODE in options if options else False
+        nodes = self.nodes_manager.slots_cache.get(slot)
+        if nodes is None or blocking:
+            reply = routing.follow(self, command, slot, packed, raw, None, blocking, args)
+        else:
+            if self._replica_reads and len(nodes) > 1 and command in READ_COMMANDS:
+                node = routing.read_node(self, slot)
+            else:
+                node = nodes[0]
+            conn = node.redis_connection._connection
+            if conn is None or conn.state is not _OPEN or len(conn._pending) >= conn.max_in_flight:
+                reply = routing.follow(self, command, slot, packed, raw, node, False, args)
+            else:
+                waiter = Waiter()
+                conn.submit(packed, waiter, raw)
+                try:
+                    reply = waiter.get()
+                except BROKEN as exc:
+                    reply = routing.follow(self, command, slot, packed, raw, node, False, args,
+                                           (exc, conn.opened))  # fmt: skip
+                else:
+                    if type(reply) in REPLY_TYPES:
+                        reply = routing.follow(self, command, slot, packed, raw, node, False,
+                                               args, (reply, True))  # fmt: skip
+        if options or isinstance(reply, Exception):
+            return finish_reply(self.response_callbacks, command, reply, options)
+        callback = _dict_get(self.response_callbacks, command)
+        if callback is not None:
+            return callback(reply)
+        return reply
+
+    # -- routing helpers used by routing.py -----------------------------------------
+
+    def _targets(self, command: str, args: Tuple[Any, ...],
+                 target: Any) -> Tuple[Optional[List[ClusterNode]], CommandPolicies]:  # fmt: skip
+        """Where a command goes, by redis-py's rules: ``(nodes, policies)``,
+        or ``(None, ...)`` when it goes by its keys' slot."""
+        if target is not None and not self._is_nodes_flag(target):
+            return list(self._parse_target_nodes(target)), CommandPolicies()
+        policies = self._policy_resolver.resolve(command.lower())
+        if not policies:
+            flag_name = command
+            if len(args) >= 2 and isinstance(args[1], (str, bytes)):
+                second = args[1].decode() if isinstance(args[1], bytes) else args[1]
+                if f"{command} {second}".upper() in self.command_flags:
+                    flag_name = f"{command} {second}".upper()
+            flag = target if target is not None else self.command_flags.get(flag_name)
+            if not flag:
+                return None, CommandPolicies(RequestPolicy.DEFAULT_KEYED,
+                                             ResponsePolicy.DEFAULT_KEYED)  # fmt: skip
+            request = self._command_flags_mapping.get(flag, RequestPolicy.DEFAULT_KEYLESS)
+            policies = CommandPolicies(request)  # type: ignore[arg-type]
+        nodes = self._determine_nodes(*args, request_policy=policies.request_policy,
+                                      nodes_flag=target)  # fmt: skip
+        if not nodes:
+            raise RedisClusterException(f"No targets were found to execute {args} command on")
+        return list(nodes), policies
+
+    # -- the two commands every program runs most -----------------------------------
+
+    def get(self, name: Any) -> Any:
+        """``GET name`` (redis-py's ``get`` minus its per-call option dict)."""
+        return self.execute_command("GET", name)
+
+    def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        """``SET name value [...]``: redis-py's ``set``; the plain form skips
+        its option checks."""
+        if args or kwargs:
+            return super().set(name, value, *args, **kwargs)
+        return self.execute_command("SET", name, value)
+
+    # -- redis-py's client-level API ------------------------------------------------
+
+    @property
+    def retry(self) -> Retry:
+        """redis-py's ``Retry`` in use (its backoff and attempts)."""
+        return self._retry.retry
+
+    @retry.setter
+    def retry(self, value: Retry) -> None:
+        self._retry.retry = value
+
+    def set_retry(self, retry: Retry) -> None:
+        self._retry.retry = retry
+
+    def refresh(self, timeout: Optional[float] = None) -> None:
+        """Read the slot map now and wait for it (at most ``timeout``).
+
+        Raises:
+            RedisClusterException: no node answered with a usable map.
+        """
+        self._refresher.refresh(timeout)
+
+    @property
+    def refreshes(self) -> int:
+        """How many times the slot map was read (rounds, since start)."""
+        return self._refresher.rounds
+
+    def lock(self, name: Any, timeout: Optional[float] = None, sleep: float = 0.1,
+             blocking: bool = True, blocking_timeout: Optional[float] = None,
+             lock_class: Any = None, thread_local: bool = True,
+             raise_on_release_error: bool = True) -> Any:  # fmt: skip
+        """redis-py's ``lock``; the default class sleeps cooperatively."""
+        return (lock_class or Lock)(
+            self, name, timeout=timeout, sleep=sleep, blocking=blocking,
+            blocking_timeout=blocking_timeout, thread_local=thread_local,
+            raise_on_release_error=raise_on_release_error,
+        )  # fmt: skip
+
+    def monitor(self, target_node: Optional[ClusterNode] = None) -> Any:
+        """MONITOR one node (the default node unless given), on a dedicated
+        connection of that node."""
+        node = target_node or self.get_default_node()
+        return self.get_redis_connection(node).monitor()
+
+    def disconnect_connection_pools(self) -> None:
+        """Close every node's connections (pending commands finish first);
+        the next command opens new ones."""
+        for node in self._owned_nodes():
+            conn = node.redis_connection._connection
+            if conn is not None:
+                conn.close_nowait()
+
+    def _owned_nodes(self) -> List[ClusterNode]:
+        if not hasattr(self, "nodes_manager"):
+            return []
+        nodes = self.nodes_manager.known_nodes() + list(self.startup_nodes)
+        seen: Dict[int, ClusterNode] = {}
+        for node in nodes:
+            if node.redis_connection is not None:
+                seen.setdefault(id(node.redis_connection), node)
+        return list(seen.values())
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Refuse new commands, let pending ones finish (at most ``timeout``,
+        default ``socket_timeout``), close every node's connections."""
+        refresher = getattr(self, "_refresher", None)
+        if refresher is not None:
+            refresher.close()
+        self._closed = True
+        for node in self._owned_nodes():
+            node.redis_connection.close(timeout)
+        if hasattr(self, "nodes_manager"):
+            self.nodes_manager.close()
+
+    def __enter__(self: _R) -> _R:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Start closing, never block (the node clients' own __del__ rule).
+        try:
+            for node in self._owned_nodes():
+                node.redis_connection.__del__()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass

@@ -1,0 +1,79 @@
+"""One cluster node's connections: ``node.redis_connection``.
+
+How this works: every node of the cluster (primary or replica) gets one
+:class:`NodeRedis`, a ``geredis.Redis`` bound to that node's address, built
+from the cluster client's settings (``Redis._setup``, the single-node
+constructor's second half). So each node has exactly what a single-server
+client has, and nothing is written twice:
+
+* one multiplexed shared :class:`~geredis.connection.Connection`, opened
+  lazily and opened anew after it broke, on which every greenlet's commands
+  to that node coalesce;
+* a bounded pool of dedicated connections (blocking commands, WATCH
+  transactions, large pipelines, ``client()``, ``monitor()``);
+* ``pubsub()`` on a connection of its own.
+
+The cluster client routes a command to a node and then uses that node's
+pieces directly (``_usable_connection()``, ``_dedicated``); users may also
+call ``rc.get_node(...).redis_connection`` like redis-py's per-node
+``Redis``, e.g. ``.info()`` or ``.client()`` for a connection pinned to that
+node. Its own retries are off: the cluster client decides what is retried,
+after looking at the slot map again.
+
+:class:`NodeSettings` adds ``READONLY`` to the handshake when the cluster
+reads from replicas (on every node, as redis-py does: roles change with
+failovers, and READONLY is harmless on a primary).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, List, Optional
+
+from ..client import Redis
+from ..retry import RetryPolicy
+from ..settings import ConnectionSettings, HandshakeStep
+
+__all__ = ["NodeRedis", "NodeSettings"]
+
+
+@dataclasses.dataclass
+class NodeSettings(ConnectionSettings):
+    """A node's connection settings: the cluster's, with its own address."""
+
+    #: Send READONLY after the handshake (reads from replicas).
+    readonly: bool = False
+
+    def handshake(self) -> List[HandshakeStep]:
+        steps = super().handshake()
+        if self.readonly:
+            steps.append((("READONLY",), False))
+        return steps
+
+    @classmethod
+    def for_node(cls, base: ConnectionSettings, host: str, port: int,
+                 readonly: bool) -> "NodeSettings":  # fmt: skip
+        """``base`` (the cluster's settings) pointed at ``host:port``."""
+        values = {f.name: getattr(base, f.name) for f in dataclasses.fields(ConnectionSettings)}
+        values.update(host=host, port=port)
+        return cls(readonly=readonly, **values)
+
+
+class NodeRedis(Redis):
+    """The ``geredis.Redis`` of one cluster node (see the module comment).
+
+    Args:
+        settings: the node's settings (``NodeSettings.for_node``).
+        parser, max_dedicated, dedicated_timeout, pipeline_threshold: as for
+            ``geredis.Redis``, taken from the cluster client.
+    """
+
+    def __init__(self, settings: NodeSettings, *, parser: str = "auto", max_dedicated: int = 16,
+                 dedicated_timeout: Optional[float] = None,
+                 pipeline_threshold: Optional[int] = None) -> None:  # fmt: skip
+        extra: Any = {} if pipeline_threshold is None else {"pipeline_threshold": pipeline_threshold}
+        self._setup(settings, RetryPolicy(None), parser, max_dedicated, dedicated_timeout,
+                    **extra)  # fmt: skip
+
+    def __repr__(self) -> str:
+        return "<geredis.cluster.NodeRedis" + super().__repr__()[len("<geredis.Redis"):]

@@ -1,0 +1,107 @@
+"""geredis.RedisCluster's redis-py API: construction, nodes, keyslots, and
+what cannot apply (clear errors), on a real cluster."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from redis.cluster import ClusterNode, LoadBalancingStrategy
+from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
+
+import geredis
+
+from .localcluster import LocalCluster
+
+
+def test_is_a_redis_py_cluster_client(rc: geredis.RedisCluster) -> None:
+    assert isinstance(rc, redis.RedisCluster)
+    assert isinstance(rc, redis.cluster.RedisCluster)
+    assert geredis.RedisCluster is geredis.cluster.RedisCluster
+    assert rc.set("k", "v") is True
+    assert rc.get("k") == b"v"
+    assert "OPEN" in repr(rc) and "nodes=6" in repr(rc)
+
+
+def test_constructor_forms(cluster: LocalCluster) -> None:
+    host, port = cluster.startup
+    others = [ClusterNode("127.0.0.1", n.port) for n in cluster.nodes]
+    with geredis.RedisCluster(startup_nodes=others) as a:
+        assert a.ping() is True
+    with geredis.RedisCluster.from_url(f"redis://{host}:{port}/0", decode_responses=True) as b:
+        b.set("u", "é")
+        assert b.get("u") == "é"
+    with geredis.RedisCluster(host="localhost", port=port, protocol=2) as c:
+        assert c.hset("h", mapping={"a": 1}) == 1
+        assert c.hgetall("h") == {b"a": b"1"}
+        assert c.get_connection_kwargs()["protocol"] == 2
+
+
+def test_what_cannot_apply_is_refused(cluster: LocalCluster) -> None:
+    host, port = cluster.startup
+    with pytest.raises(RedisClusterException, match="db"):
+        geredis.RedisCluster(host=host, port=port, db=1)
+    with pytest.raises(RedisClusterException, match="db"):
+        geredis.RedisCluster.from_url(f"redis://{host}:{port}/3")
+    with pytest.raises(RedisClusterException, match="Unix"):
+        geredis.RedisCluster.from_url("unix:///tmp/redis.sock")
+    with pytest.raises(RedisClusterException, match="at least one node"):
+        geredis.RedisCluster()
+    with pytest.raises(ValueError, match="caching"):
+        geredis.RedisCluster(host=host, port=port, cache_config=object())
+    with pytest.raises(ValueError, match="single_connection_client"):
+        geredis.RedisCluster(host=host, port=port, single_connection_client=True)
+    with pytest.raises(TypeError, match="no_such_argument"):
+        geredis.RedisCluster(host=host, port=port, no_such_argument=1)
+
+
+def test_unreachable_startup_nodes(cluster: LocalCluster) -> None:
+    from tests.conftest import free_port
+
+    with pytest.raises(RedisClusterException, match="cannot be connected"):
+        geredis.RedisCluster(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+
+
+def test_not_a_cluster(redis_server: "object") -> None:
+    port = redis_server.port  # type: ignore[attr-defined]
+    with pytest.raises(RedisClusterException, match="cluster"):
+        geredis.RedisCluster(host="127.0.0.1", port=port)
+
+
+def test_nodes_and_slots(rc: geredis.RedisCluster, cluster: LocalCluster) -> None:
+    primaries = {n.name for n in cluster.primaries()}
+    assert {n.name for n in rc.get_primaries()} == primaries
+    assert len(rc.get_replicas()) == 3
+    assert len(rc.get_nodes()) == 6
+    assert all(n.server_type == "replica" for n in rc.get_replicas())
+    for node in rc.get_nodes():
+        assert rc.get_node(node.host, node.port) is node
+        assert rc.get_node(node_name=node.name) is node
+        assert isinstance(node.redis_connection, geredis.Redis)
+    assert rc.get_default_node().name in primaries
+    assert rc.keyslot("foo") == key_slot(b"foo") == 12182
+    assert rc.keyslot("{user1}:a") == rc.keyslot("{user1}:b") == key_slot(b"user1")
+    assert rc.get_node_from_key("foo").name == cluster.owner(12182).name
+    assert len(rc.nodes_manager.slots_cache) == 16384
+    assert rc.get_node_from_key("foo", replica=True).name in {
+        n.name for n in cluster.replicas_of(cluster.owner(12182))}
+    # A node's own client, as redis-py's node.redis_connection.
+    node = rc.get_node_from_key("foo")
+    assert node.redis_connection.set("foo", 1) is True
+    assert rc.get("foo") == b"1"
+
+
+def test_load_balancing_reads_from_replicas(cluster: LocalCluster) -> None:
+    host, port = cluster.startup
+    with geredis.RedisCluster(host=host, port=port,
+                              load_balancing_strategy=LoadBalancingStrategy.ROUND_ROBIN) as lb:
+        lb.set("lb", "x")
+        replica = lb.get_node_from_key("lb", replica=True)
+        with replica.redis_connection.client() as pinned:  # READONLY was sent
+            assert pinned.execute_command("GET", "lb") in (b"x", None)
+        seen = set()
+        for _ in range(20):
+            assert lb.get("lb") in (b"x", None)  # a replica may lag by a moment
+            seen.update(n.name for n in lb.get_nodes()
+                        if n.redis_connection._connection is not None)  # fmt: skip
+        assert replica.name in seen
