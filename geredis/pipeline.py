@@ -43,7 +43,7 @@ from .slots import BatchSlot, RawSlot
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Redis
 
-__all__ = ["CHUNK", "PIPELINE_THRESHOLD", "WINDOW", "Pipeline", "run_transaction"]
+__all__ = ["CHUNK", "PIPELINE_THRESHOLD", "WINDOW", "Pipeline", "exchange", "run_transaction"]
 
 #: Default size above which a batch runs on a dedicated connection.
 PIPELINE_THRESHOLD = 2000
@@ -325,22 +325,8 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
 
     def _exchange(self, conn: Connection, commands: Sequence[Command], extra: float,
                   consume: Callable[[int, List[Any]], None]) -> None:
-        bound = wait_bound(extra, self._client._timeout)
-        pack = self._client._packer.pack_commands
-        inflight: Deque[Tuple[int, BatchSlot]] = deque()
-        for start in range(0, len(commands), CHUNK):
-            part = commands[start:start + CHUNK]
-            slot = BatchSlot(len(part))
-            packed = pack([args for args, _ in part])
-            check_usable(conn)
-            conn.submit_batch(packed, _slots(slot, part))
-            inflight.append((start, slot))
-            if len(inflight) >= WINDOW:
-                offset, done = inflight.popleft()
-                consume(offset, wait_batch(conn, done, bound))
-        while inflight:
-            offset, done = inflight.popleft()
-            consume(offset, wait_batch(conn, done, bound))
+        exchange(conn, self._client._packer, commands,
+                 wait_bound(extra, self._client._timeout), consume)
 
     def _check_stack(self, stack: List[Command], mode: str) -> float:
         """:meth:`_check` every queued command; the total they may block."""
@@ -450,6 +436,29 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
             else self._parse_one(args, options, reply)
             for (args, options), reply in zip(stack, response)
         ]
+
+
+def exchange(conn: Connection, packer: Any, commands: Sequence[Command],
+             bound: Optional[float], consume: Callable[[int, List[Any]], None]) -> None:
+    """Send ``commands`` on a dedicated connection in chunks of ``CHUNK``,
+    ``WINDOW`` chunks in flight; hand each chunk's replies, in order, to
+    ``consume(offset, replies)``. Each wait is bounded by ``bound``; a caller
+    that gives up aborts the connection (``wait_batch``)."""
+    pack = packer.pack_commands
+    inflight: Deque[Tuple[int, BatchSlot]] = deque()
+    for start in range(0, len(commands), CHUNK):
+        part = commands[start:start + CHUNK]
+        slot = BatchSlot(len(part))
+        packed = pack([args for args, _ in part])
+        check_usable(conn)
+        conn.submit_batch(packed, _slots(slot, part))
+        inflight.append((start, slot))
+        if len(inflight) >= WINDOW:
+            offset, done = inflight.popleft()
+            consume(offset, wait_batch(conn, done, bound))
+    while inflight:
+        offset, done = inflight.popleft()
+        consume(offset, wait_batch(conn, done, bound))
 
 
 def _slots(slot: BatchSlot, commands: Sequence[Command]) -> List[Any]:

@@ -66,6 +66,7 @@ class Worker:
 
     index: int
     run: str
+    tag: str = ""  # a hash tag: the cluster mode puts workers on chosen slots
     greenlet: Any = None
     ops: int = 0
     acked_set: Optional[bytes] = None
@@ -73,13 +74,18 @@ class Worker:
     unknown_sets: Dict[bytes, int] = dataclasses.field(default_factory=dict)  # value -> op
     acked_incrs: int = 0
     unknown_incrs: int = 0
+    history: Set[bytes] = dataclasses.field(default_factory=set)  # every acked value
 
     @property
     def skey(self) -> str:
+        if self.tag:
+            return f"{self.run}:{{{self.tag}}}:{self.index}:s"
         return f"{self.run}:{self.index}:s"
 
     @property
     def nkey(self) -> str:
+        if self.tag:
+            return f"{self.run}:{{{self.tag}}}:{self.index}:n"
         return f"{self.run}:{self.index}:n"
 
     def classify(self, value: Any) -> str:
@@ -113,8 +119,7 @@ class Chaos:
         self.inflight: Dict[int, Tuple[int, str, float, float]] = {}  # worker -> op, name, start, deadline
         self.flagged: Set[Tuple[int, int]] = set()  # (worker, op) counted as stuck
         self.stopping = False
-        self.proxy = ChaosProxy(server.port)
-        self.client = self._client()
+        self.client: Any = self._client()
         self.bound = (RETRIES + 1) * 2 * SOCKET_TIMEOUT + RETRIES * BACKOFF_CAP
         run = f"chaos{self.rng.getrandbits(32):08x}"
         self.workers = [Worker(i, run) for i in range(greenlets)]
@@ -122,6 +127,7 @@ class Chaos:
         self.ops_per_second = 0.0
 
     def _client(self) -> geredis.Redis:
+        self.proxy = ChaosProxy(self.server.port)
         kwargs: Dict[str, Any] = dict(
             host="127.0.0.1", port=self.proxy.port, socket_timeout=SOCKET_TIMEOUT,
             socket_connect_timeout=SOCKET_TIMEOUT,
@@ -189,6 +195,7 @@ class Chaos:
                 return
             del w.unknown_sets[value]
             w.acked_set, w.acked_set_op = value, op
+            w.history.add(value)
         elif kind == "GET":
             verdict = w.classify(reply)
             if verdict == "wrong":
@@ -307,7 +314,7 @@ class Chaos:
         else:
             gevent.sleep(self.seconds)
         self.stopping = True
-        self.proxy.heal()
+        self._heal()
         gevent.killall(helpers[1:])
         gevent.joinall([w.greenlet for w in self.workers], timeout=self.bound + 2 * SLACK)
         leftover = [w.greenlet for w in self.workers if not w.greenlet.dead]
@@ -316,15 +323,24 @@ class Chaos:
         helpers[0].kill()
         self.ops_per_second = self.counts["ops ok"] / (time.monotonic() - started)
         if self.faults:
-            # The last fault: the client's connection goes silent for good (a
-            # half-open TCP connection); it has to notice that by itself.
-            self.counts["proxy: strand (final)"] = self.proxy.strand()
+            self._final_fault()
         self._recover()
         self._verify()
         self.client.close(timeout=1)
-        self.proxy.stop()
+        self._shutdown()
         self.counts["seconds"] = int(time.monotonic() - started)
         return dict(self.counts)
+
+    def _heal(self) -> None:
+        self.proxy.heal()
+
+    def _final_fault(self) -> None:
+        # The client's connection goes silent for good (a half-open TCP
+        # connection); it has to notice that by itself.
+        self.counts["proxy: strand (final)"] = self.proxy.strand()
+
+    def _shutdown(self) -> None:
+        self.proxy.stop()
 
     def _recover(self) -> None:
         """After healing: 100 fresh commands must succeed, without help."""

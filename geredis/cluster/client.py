@@ -28,7 +28,12 @@ caching, maintenance notifications) raise a clear error.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple, Type, TypeVar
+from collections import Counter
+from typing import (
+    Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple, Type, TypeVar,
+)  # fmt: skip
+
+import gevent
 
 import redis.cluster
 from redis._defaults import DEFAULT_RETRY_BASE, DEFAULT_RETRY_CAP, DEFAULT_RETRY_COUNT
@@ -49,7 +54,7 @@ from redis.cluster import (
 )
 from redis.commands.policies import PolicyResolver, StaticPolicyResolver
 from redis.event import EventDispatcher
-from redis.exceptions import RedisClusterException
+from redis.exceptions import RedisClusterException, WatchError
 from redis.himport import HImportRegistry
 from redis.retry import Retry
 
@@ -63,7 +68,9 @@ from ..protocol import Packer
 from ..retry import RetryPolicy
 from ..routing import ROUTES, command_name
 from ..settings import parse_url
+from .batch import Item, run
 from .nodes import NodeRedis, NodeSettings
+from .pipeline import ClusterPipeline
 from .refresh import Refresher
 from . import routing
 from .routing import BROKEN, REPLY_TYPES
@@ -203,6 +210,9 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
         self.reinitialize_counter = 0
         self.reinitialize_steps = reinitialize_steps
         self.max_redirections = max_redirections
+        #: What ``execute_command`` had to follow, by reply or error class
+        #: (MovedError, AskError, TryAgainError, ConnectionClosedError ...).
+        self.redirects: Counter[str] = Counter()
         self.user_on_connect_func = None
         self._event_dispatcher = event_dispatcher or EventDispatcher()
         self._policy_resolver = policy_resolver or StaticPolicyResolver()
@@ -351,6 +361,16 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
 
     # -- routing helpers used by routing.py -----------------------------------------
 
+    def _slot_of(self, command: str, args: Tuple[Any, ...]) -> int:
+        """The one slot of a keyed command (redis-py's ``determine_slot``,
+        with its errors for keys in several slots or no key)."""
+        if command in self._single_key and len(args) > 1:
+            return int(self.keyslot(args[1]))
+        slot = self.determine_slot(*args)
+        if slot is None:
+            raise RedisClusterException(f"{command} cannot be routed: pass target_nodes=")
+        return int(slot)
+
     def _targets(self, command: str, args: Tuple[Any, ...],
                  target: Any) -> Tuple[Optional[List[ClusterNode]], CommandPolicies]:  # fmt: skip
         """Where a command goes, by redis-py's rules: ``(nodes, policies)``,
@@ -426,6 +446,57 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
             blocking_timeout=blocking_timeout, thread_local=thread_local,
             raise_on_release_error=raise_on_release_error,
         )  # fmt: skip
+
+    def pipeline(self, transaction: Optional[bool] = None,
+                 shard_hint: Any = None) -> "ClusterPipeline":  # fmt: skip
+        """redis-py's cluster pipeline: grouped per node, all nodes at once;
+        ``transaction=True`` for MULTI/EXEC on one slot."""
+        if shard_hint:
+            raise RedisClusterException("shard_hint is deprecated in cluster mode")
+        return ClusterPipeline(self, bool(transaction))
+
+    def transaction(self, func: Callable[["ClusterPipeline"], Any], *watches: Any,
+                    **kwargs: Any) -> Any:  # fmt: skip
+        """redis-py's ``transaction``: WATCH (one slot), ``func(pipe)``, EXEC,
+        again on ``WatchError`` (sleeping ``watch_delay`` cooperatively)."""
+        shard_hint = kwargs.pop("shard_hint", None)
+        value_from_callable = kwargs.pop("value_from_callable", False)
+        watch_delay = kwargs.pop("watch_delay", None)
+        with self.pipeline(True, shard_hint) as pipe:
+            while True:
+                try:
+                    if watches:
+                        pipe.watch(*watches)
+                    func_value = func(pipe)
+                    exec_value = pipe.execute()
+                    return func_value if value_from_callable else exec_value
+                except WatchError:
+                    if watch_delay is not None and watch_delay > 0:
+                        gevent.sleep(watch_delay)
+
+    def _execute_pipeline_by_slot(self, command: str,
+                                  slots_to_args: Mapping[int, Iterable[Any]]) -> List[Any]:
+        """The multi-key commands' split (``mget_nonatomic``, ``mset_nonatomic``,
+        cross-slot DEL/EXISTS/TOUCH/UNLINK): one command per slot, all sent at
+        once per node; a single slot stays one plain command."""
+        if len(slots_to_args) == 1:
+            [(slot, args)] = slots_to_args.items()
+            return [self._keyed(command, slot, (command, *args), {})]
+        items = []
+        for slot, args in slots_to_args.items():
+            item = Item(command, (command, *args), {})
+            item.slot = slot
+            item.node = routing.slot_owner(self, slot, command, None)
+            item.packed = self._packer.pack(item.args)
+            items.append(item)
+        run(self, items)
+        callback = _dict_get(self.response_callbacks, command)
+        results = []
+        for item in items:
+            if isinstance(item.reply, Exception):
+                raise item.reply
+            results.append(item.reply if callback is None else callback(item.reply))
+        return results
 
     def monitor(self, target_node: Optional[ClusterNode] = None) -> Any:
         """MONITOR one node (the default node unless given), on a dedicated

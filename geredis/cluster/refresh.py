@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import random
+from time import monotonic
 from typing import TYPE_CHECKING, Any, List, Optional, Set
 
 import gevent
@@ -47,12 +48,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .topology import NodesManager
 
-__all__ = ["QUERY_TIMEOUT", "Refresher"]
+__all__ = ["MIN_INTERVAL", "QUERY_TIMEOUT", "Refresher"]
 
 logger = logging.getLogger("geredis.cluster")
 
 #: The least time a refresh gives one node to answer.
 QUERY_TIMEOUT = 1.0
+#: Rounds asked for while one runs start at least this long after it began:
+#: a node that stays down cannot turn refreshes into a busy loop.
+MIN_INTERVAL = 0.1
 _SHARDS = b"*2\r\n$7\r\nCLUSTER\r\n$6\r\nSHARDS\r\n"
 _SLOTS = b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n"
 
@@ -132,7 +136,12 @@ class Refresher:
 
     def _run(self) -> None:
         try:
+            started = 0.0
             while True:
+                wait = started + MIN_INTERVAL - monotonic()
+                if wait > 0:
+                    gevent.sleep(wait)
+                started = monotonic()
                 self._again = False
                 self._reading = True
                 try:

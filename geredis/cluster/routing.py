@@ -66,10 +66,13 @@ from ..slots import RawSlot
 if TYPE_CHECKING:  # pragma: no cover
     from .client import RedisCluster
 
-__all__ = ["ASKING", "DISCARD", "REPLY_TYPES", "attempt", "follow", "general", "on_moved"]
+__all__ = [
+    "ASKING", "BROKEN", "DISCARD", "REPLY_TYPES", "RETRY_LATER", "attempt", "follow", "general",
+    "on_moved", "pause", "slot_owner",
+]  # fmt: skip
 
 ASKING = b"*1\r\n$6\r\nASKING\r\n"
-_RETRY_LATER = (TryAgainError, ClusterDownError, BusyLoadingError)
+RETRY_LATER = (TryAgainError, ClusterDownError, BusyLoadingError)
 #: Reply types that are not the answer: ``follow`` takes over.
 REPLY_TYPES = frozenset((MovedError, AskError, TryAgainError, ClusterDownError,
                           BusyLoadingError)) | frozenset(ClusterDownError.__subclasses__())
@@ -110,6 +113,9 @@ def follow(rc: "RedisCluster", command: str, slot: int, packed: bytes, raw: bool
     asking = False
     while True:
         if outcome is None:
+            if redirects and deadline is not None and monotonic() > deadline:
+                raise TimeoutError(f"{command}: no answer from the cluster within"
+                                   f" {rc._timeout}s ({redirects} redirections)")  # fmt: skip
             if node is None:
                 node = slot_owner(rc, slot, command, deadline)
             outcome = attempt(rc, node, packed, raw, asking, blocking, command, args)
@@ -117,6 +123,8 @@ def follow(rc: "RedisCluster", command: str, slot: int, packed: bytes, raw: bool
         reply, sent = outcome
         outcome = None
         kind = type(reply)
+        if kind in REPLY_TYPES or isinstance(reply, BROKEN):
+            rc.redirects[kind.__name__] += 1
         if kind is MovedError or kind is AskError:
             if kind is MovedError:
                 on_moved(rc, reply)
@@ -128,7 +136,7 @@ def follow(rc: "RedisCluster", command: str, slot: int, packed: bytes, raw: bool
                 )
             node = rc.nodes_manager.node_for(reply.host, reply.port)
             asking = kind is AskError
-        elif isinstance(reply, _RETRY_LATER):
+        elif isinstance(reply, RETRY_LATER):
             failures += 1
             if isinstance(reply, ClusterDownError):
                 rc._refresher.request()

@@ -265,10 +265,12 @@ class LocalCluster:
         for node in [dst, src] + [n for n in self.primaries() if n not in (src, dst)]:
             node.call("CLUSTER", "SETSLOT", slot, "NODE", dst.node_id)
 
-    def command_calls(self, name: str) -> int:
-        """How many times the live nodes ran ``name`` (``"cluster|shards"``)."""
+    def command_calls(self, name: str, primaries: bool = False) -> int:
+        """How many times the live nodes (or the primaries: replicas run the
+        replicated writes too) ran ``name`` (``"cluster|shards"``); refused
+        calls (MOVED...) are not counted."""
         total = 0
-        for node in self.nodes:
+        for node in self.primaries() if primaries else self.nodes:
             if node.alive:
                 stats = node.call("INFO", "commandstats")
                 total += int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))

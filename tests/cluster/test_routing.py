@@ -118,17 +118,20 @@ def test_response_shapes_follow_the_protocol(cluster: LocalCluster) -> None:
             r.get("z")
 
 
-def test_many_greenlets_share_one_connection_per_node(rc: geredis.RedisCluster) -> None:
-    def work(i: int) -> None:
-        assert rc.set(f"g{i}", i) is True
-        assert rc.get(f"g{i}") == str(i).encode()
-        assert rc.incr(f"c{i % 7}") >= 1
+def test_many_greenlets_share_one_connection_per_node(cluster: LocalCluster) -> None:
+    host, port = cluster.startup
+    with geredis.RedisCluster(host=host, port=port, client_name="fanout") as rc:
+        def work(i: int) -> None:
+            assert rc.set(f"g{i}", i) is True
+            assert rc.get(f"g{i}") == str(i).encode()
+            assert rc.incr(f"c{i % 7}") >= 1
 
-    gevent.joinall([gevent.spawn(work, i) for i in range(2000)], raise_error=True)
-    assert sum(int(rc.get(f"c{i}")) for i in range(7)) == 2000
-    for node in rc.get_primaries():
-        conn = node.redis_connection._connection
-        assert conn is not None and conn.pending == 0
-    per_node = rc.client_list(target_nodes=geredis.RedisCluster.PRIMARIES)
-    for clients in per_node.values():  # one connection per node carried it all
-        assert sum(1 for c in clients if c.get("flags") == "N") == 1
+        rc.delete(*[f"c{i}" for i in range(7)])
+        gevent.joinall([gevent.spawn(work, i) for i in range(2000)], raise_error=True)
+        assert sum(int(rc.get(f"c{i}")) for i in range(7)) == 2000
+        for node in rc.get_primaries():
+            conn = node.redis_connection._connection
+            assert conn is not None and conn.pending == 0
+        per_node = rc.client_list(target_nodes=geredis.RedisCluster.PRIMARIES)
+        for clients in per_node.values():  # one connection per node carried it all
+            assert sum(1 for c in clients if c.get("name") == "fanout") == 1
