@@ -130,10 +130,21 @@ class ClusterChaos(Chaos):
         ok_at = time.monotonic()
         self.counts["failover ms after a kill"] = int((ok_at - killed_at) * 1000)
         self._served_again(ok_at)
+        old = self.client.get_node("127.0.0.1", old_port)
         blocking(cluster.restart, victim, free_port())  # back, on another port
         blocking(cluster.wait_ok)
         self.counts["nodes back on another port"] += 1
         self.moved_nodes = (old_port, victim.port)
+        deadline = time.monotonic() + 10  # the client follows (periodic or asked refresh)
+        while time.monotonic() < deadline:
+            self.client.refresh()
+            if self.client.get_node("127.0.0.1", victim.port) is not None:
+                break
+            gevent.sleep(0.1)
+        follows = (self.client.get_node("127.0.0.1", victim.port) is not None
+                   and self.client.get_node("127.0.0.1", old_port) is None
+                   and (old is None or old.redis_connection._closed))  # fmt: skip
+        self.counts["client follows the node's new address"] = int(follows)
 
     def _served_again(self, ok_at: float) -> None:
         """How long after cluster_state:ok commands to the killed slots work."""
