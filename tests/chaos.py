@@ -3,6 +3,7 @@ fault-injecting proxy while timeouts, kills, cuts, blackholes, refusals and
 server restarts rain down; then the invariants are checked and counted.
 
     python -m tests.chaos --seconds 60 --greenlets 1000
+    python -m tests.chaos --cluster --seconds 60 --greenlets 1000   # a 6-node cluster
 
 How this works: each worker greenlet owns two keys, ``<run>:<i>:s`` (SET/GET)
 and ``<run>:<i>:n`` (INCR), and writes values unique to each operation
@@ -404,15 +405,36 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--greenlets", type=int, default=1000)
     parser.add_argument("--restarts", type=int, default=1)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--cluster", action="store_true",
+                        help="a 6-node cluster: live migrations, failovers, killed primaries")
+    parser.add_argument("--migrations", type=int, default=None,
+                        help="cluster mode: slot migrations (default: one per 5 s)")
+    parser.add_argument("--failovers", type=int, default=None,
+                        help="cluster mode: manual failovers (default: one per 20 s)")
+    parser.add_argument("--kills", type=int, default=None,
+                        help="cluster mode: SIGKILLed primaries (default: one per 30 s)")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
-    server = RedisServer(None, *AOF_ARGS).start()
-    try:
-        chaos = Chaos(server, args.seconds, args.greenlets, seed=seed, restarts=args.restarts)
-        chaos.run()
-    finally:
-        server.cleanup()
-    print(f"chaos run: {args.greenlets} greenlets, {args.seconds}s, seed {seed}")
+    chaos: Chaos
+    if args.cluster:
+        from .cluster.chaos import run_cluster_chaos
+
+        per = max(1, int(args.seconds))
+        chaos = run_cluster_chaos(
+            args.seconds, args.greenlets, seed,
+            kills=args.kills if args.kills is not None else max(1, per // 30),
+            migrations=args.migrations if args.migrations is not None else max(1, per // 5),
+            failovers=args.failovers if args.failovers is not None else max(1, per // 20),
+        )  # fmt: skip
+    else:
+        server = RedisServer(None, *AOF_ARGS).start()
+        try:
+            chaos = Chaos(server, args.seconds, args.greenlets, seed=seed, restarts=args.restarts)
+            chaos.run()
+        finally:
+            server.cleanup()
+    mode = "cluster " if args.cluster else ""
+    print(f"{mode}chaos run: {args.greenlets} greenlets, {args.seconds}s, seed {seed}")
     print(chaos.report())
     bad = {name: n for name, n in chaos.violations.items() if n}
     print("INVARIANTS HOLD" if not bad else f"INVARIANTS BROKEN: {bad}")

@@ -30,7 +30,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from typing import (
-    Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple, Type, TypeVar,
+    TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple, Type, TypeVar,
 )  # fmt: skip
 
 import gevent
@@ -75,6 +75,9 @@ from .refresh import Refresher
 from . import routing
 from .routing import BROKEN, REPLY_TYPES
 from .topology import NodesManager
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .pubsub import ClusterPubSub
 
 __all__ = ["RedisCluster"]
 
@@ -447,6 +450,12 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
             raise_on_release_error=raise_on_release_error,
         )  # fmt: skip
 
+    def get_redis_connection(self, node: ClusterNode) -> NodeRedis:
+        """The node's own client (``geredis.Redis``), created if needed."""
+        if node.redis_connection is None:
+            node.redis_connection = self._make_node(node.host, node.port)
+        return node.redis_connection  # type: ignore[no-any-return]
+
     def pipeline(self, transaction: Optional[bool] = None,
                  shard_hint: Any = None) -> "ClusterPipeline":  # fmt: skip
         """redis-py's cluster pipeline: grouped per node, all nodes at once;
@@ -497,6 +506,16 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
                 raise item.reply
             results.append(item.reply if callback is None else callback(item.reply))
         return results
+
+    def pubsub(self, node: Optional[ClusterNode] = None, host: Optional[str] = None,
+               port: Optional[int] = None, **kwargs: Any) -> "ClusterPubSub":  # fmt: skip
+        """Pub/sub over the cluster (``ClusterPubSub``): channels and patterns
+        on one node (``node``, or ``host``/``port``, else the default node),
+        shard channels at their slot's primary, following it. Takes
+        ``geredis.Redis.pubsub()``'s arguments. Close it yourself."""
+        from .pubsub import ClusterPubSub
+
+        return ClusterPubSub(self, node, host, port, **kwargs)
 
     def monitor(self, target_node: Optional[ClusterNode] = None) -> Any:
         """MONITOR one node (the default node unless given), on a dedicated

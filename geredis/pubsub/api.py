@@ -288,7 +288,7 @@ class PubSub:
         delivery = self._delivery
 
         def unsubscribed() -> bool:
-            return not self._subscriber.subscribed
+            return not self.subscribed
 
         while self.subscribed or delivery.inbox:
             message = delivery.get(None, delivery.ignore_subscribe_messages, unsubscribed)

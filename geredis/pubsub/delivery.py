@@ -107,6 +107,11 @@ class Delivery:
         self._work = Event()
         self._inbox_ready = Event()
         self._dispatcher: Optional[Greenlet] = None
+        #: ``f(kind, name)``, called in the reader greenlet when the server
+        #: ends a subscription nobody asked to end (Redis 7 sends
+        #: ``sunsubscribe`` when a shard channel's slot leaves the node); the
+        #: name stays wanted. The cluster pub/sub moves it to the new owner.
+        self.on_dropped: Optional[Callable[[int, Any], None]] = None
 
     # -- the reader's side ---------------------------------------------------
 

@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any, Deque, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Deque, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import gevent
 from gevent.event import AsyncResult
+from redis.crc import key_slot
 
 from ..connection import READ_SIZE
 from ..exceptions import ConnectionClosedError, ProtocolError
@@ -45,7 +46,7 @@ from ..settings import ConnectionSettings
 from ..writer import Writer
 from .delivery import Delivery, ReconnectInfo
 
-__all__ = ["Fence", "PING", "Stream", "SUBSCRIBE", "UNSUBSCRIBE"]
+__all__ = ["Fence", "PING", "Stream", "SUBSCRIBE", "UNSUBSCRIBE", "shard_groups"]
 
 logger = logging.getLogger("geredis.pubsub")
 
@@ -61,6 +62,15 @@ _KINDS: Dict[Any, str] = {}
 for _kind in (MESSAGE, PMESSAGE, SMESSAGE, PONG, *_CONFIRM, *_UNCONFIRM):
     _KINDS[_kind] = _kind
     _KINDS[_kind.encode()] = _kind
+
+
+def shard_groups(names: Iterable[Any], encoding: str = "utf-8") -> List[List[Any]]:
+    """``names`` grouped by cluster hash slot, in first-seen order."""
+    groups: Dict[int, List[Any]] = {}
+    for name in names:
+        raw = name.encode(encoding) if isinstance(name, str) else bytes(name)
+        groups.setdefault(key_slot(raw), []).append(name)
+    return list(groups.values())
 
 
 class Fence:
@@ -139,11 +149,15 @@ class Stream:
         sock.settimeout(self.health_check_interval or None)
 
     def replay(self, fence: Fence) -> None:
-        """Subscribe every name in the tables, each table's command with its
-        own fence, then ``fence``: it resolves once all are confirmed."""
+        """Subscribe every name in the tables, each command with its own
+        fence, then ``fence``: it resolves once all are confirmed. Shard
+        channels go one SSUBSCRIBE per hash slot (a cluster node refuses
+        channels of several slots in one command)."""
         for kind, table in enumerate(self.tables):
-            if table:
-                names = list(table)
+            groups = shard_groups(table, self.settings.encoding) if kind == 2 else [list(table)]
+            for names in groups:
+                if not names:
+                    continue
                 command = Fence(Fence.SUB)
                 command.rollback = (table, names)
                 command.parent = fence
@@ -257,6 +271,9 @@ class Stream:
                 self.tables[index].pop(frame[1], None)
                 if not any(self.tables):
                     self.delivery.wake()  # listen() ends
+            elif index is not None and frame[1] in self.tables[index] and \
+                    self.delivery.on_dropped is not None:  # fmt: skip
+                self.delivery.on_dropped(index, frame[1])  # the server ended it
             if not self.delivery.ignore_subscribe_messages:
                 self.delivery.inbox.append(
                     {"type": kind, "pattern": None, "channel": frame[1], "data": frame[2]}

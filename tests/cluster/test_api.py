@@ -105,3 +105,25 @@ def test_load_balancing_reads_from_replicas(cluster: LocalCluster) -> None:
             seen.update(n.name for n in lb.get_nodes()
                         if n.redis_connection._connection is not None)  # fmt: skip
         assert replica.name in seen
+
+
+def test_monitor_and_a_pinned_client_on_one_node(rc: geredis.RedisCluster) -> None:
+    node = rc.get_node_from_key("mon")
+    with rc.monitor(target_node=node) as monitor:
+        rc.set("mon", "1")
+        while True:
+            command = monitor.next_command()
+            if command["command"].startswith("SET"):
+                assert command["command"] == "SET mon 1"
+                break
+    with node.redis_connection.client() as pinned:  # connection state of its own
+        assert pinned.client_setname("pinned") is True
+        assert pinned.client_getname() in ("pinned", b"pinned")
+        assert pinned.get("mon") == b"1"
+    assert node.redis_connection._dedicated.in_use == 0
+
+
+def test_wait_for_a_replica_on_the_keys_node(rc: geredis.RedisCluster) -> None:
+    rc.set("order:42", "paid")
+    node = rc.get_node_from_key("order:42")
+    assert rc.wait(1, 2000, target_nodes=node) == 1  # the replica has it
