@@ -26,11 +26,12 @@ How this works:
 from __future__ import annotations
 
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import gevent
 from redis.client import NEVER_DECODE
 from redis.cluster import ClusterNode
+from redis.crc import key_slot
 from redis.exceptions import AskError, ClusterDownError, MovedError, RedisClusterException
 
 from ..dedicated import wait_bound
@@ -44,7 +45,7 @@ from .routing import (
 if TYPE_CHECKING:  # pragma: no cover
     from .client import RedisCluster
 
-__all__ = ["Item", "route", "run"]
+__all__ = ["Item", "by_slot", "partition_keys", "route", "run"]
 
 _UNSET = object()
 _ASKING_COMMAND: Tuple[Tuple[Any, ...], Dict[str, Any]] = (("ASKING",), {})
@@ -54,7 +55,7 @@ class Item:
     """One command of a batch, and what became of it."""
 
     __slots__ = ("args", "options", "command", "slot", "node", "asking", "reply", "sent",
-                 "packed", "raw")  # fmt: skip
+                 "packed", "raw", "position")  # fmt: skip
 
     def __init__(self, command: str, args: Tuple[Any, ...], options: Dict[str, Any]) -> None:
         self.command = command
@@ -67,6 +68,7 @@ class Item:
         self.sent = False
         self.packed = b""
         self.raw = NEVER_DECODE in options
+        self.position = -1  # where its result goes, for callers that need it
 
 
 def route(rc: "RedisCluster", item: Item) -> None:
@@ -88,14 +90,17 @@ def route(rc: "RedisCluster", item: Item) -> None:
     item.packed = rc._packer.pack(item.args)
 
 
-def run(rc: "RedisCluster", items: List[Item]) -> None:
+def run(rc: "RedisCluster", items: List[Item], replied: bool = False) -> None:
     """Send every routed item; leave its final reply in ``item.reply`` (error
-    replies and broken-connection errors as values)."""
+    replies and broken-connection errors as values). With ``replied`` the
+    items were sent once already and hold their first replies."""
     deadline = None if rc._timeout is None else monotonic() + rc._timeout
     pending = items
     rounds = failures = 0
     while pending:
-        _send_round(rc, pending)
+        if not replied:
+            _send_round(rc, pending)
+        replied = False
         now: List[Item] = []
         later: List[Item] = []
         for item in pending:
@@ -231,3 +236,98 @@ def _on_dedicated(rc: "RedisCluster", owner: Any, group: List[Item]) -> None:
         _fail(group, exc, conn.opened)
     finally:
         owner._dedicated.release(conn)
+
+
+# -- the multi-key commands ---------------------------------------------------------
+
+
+def partition_keys(rc: "RedisCluster", keys: Iterable[Any]) -> Dict[int, List[Any]]:
+    """``{slot: [keys]}`` in first-seen order (redis-py's
+    ``_partition_keys_by_slot``, with str and bytes keys encoded inline)."""
+    encoding, errors, encode = rc._encoding, rc._encoding_errors, rc.encoder.encode
+    slots: Dict[int, List[Any]] = {}
+    for key in keys:
+        kind = type(key)
+        raw = key.encode(encoding, errors) if kind is str else key if kind is bytes else encode(key)
+        slot = key_slot(raw)
+        group = slots.get(slot)
+        if group is None:
+            slots[slot] = [key]
+        else:
+            group.append(key)
+    return slots
+
+
+def by_slot(rc: "RedisCluster", command: str, slots_to_args: Mapping[int, Iterable[Any]]) -> List[Any]:
+    """``command`` once per slot with that slot's arguments, every node's
+    share as one batch, all nodes at once; the results in slot order (the
+    first error raised). Replies that are not the answer, and commands
+    whose connection broke, go through :func:`run`'s rules."""
+    slots_cache = rc.nodes_manager.slots_cache
+    pack = rc._packer.pack
+    order = [(slot, (command, *args)) for slot, args in slots_to_args.items()]
+    groups: Dict[str, Tuple[ClusterNode, List[int], List[bytes]]] = {}
+    for position, (slot, args) in enumerate(order):
+        nodes = slots_cache.get(slot)
+        if not nodes:
+            return _by_items(rc, command, order)
+        entry = groups.get(nodes[0].name)
+        if entry is None:
+            entry = groups[nodes[0].name] = (nodes[0], [], [])
+        entry[1].append(position)
+        entry[2].append(pack(args))
+    replies: List[Any] = [None] * len(order)
+    again: List[Item] = []
+    waiting = []
+    for node, positions, parts in groups.values():
+        owner = node.redis_connection
+        if len(positions) > owner.pipeline_threshold:
+            return _by_items(rc, command, order)
+        try:
+            conn = owner._usable_connection()
+        except BROKEN:
+            return _by_items(rc, command, order)
+        result = BatchSlot(len(positions))
+        conn.submit_batch(b"".join(parts), [result] * len(positions))
+        waiting.append((node, positions, parts, result, conn))
+    for node, positions, parts, result, conn in waiting:
+        try:
+            got: List[Any] = result.result.get()
+        except BROKEN as exc:
+            got = result.replies + [exc] * (len(positions) - len(result.replies))
+        for position, packed, reply in zip(positions, parts, got):
+            replies[position] = reply
+            if type(reply) in REPLY_TYPES or isinstance(reply, BROKEN):
+                slot, args = order[position]
+                item = Item(command, args, {})
+                item.slot, item.node, item.packed, item.position = slot, node, packed, position
+                item.reply, item.sent = reply, not isinstance(reply, BROKEN) or conn.opened
+                again.append(item)
+    if again:
+        run(rc, again, replied=True)
+        for item in again:
+            replies[item.position] = item.reply
+    return _finish(rc, command, replies)
+
+
+def _by_items(rc: "RedisCluster", command: str, order: List[Tuple[int, Tuple[Any, ...]]]) -> List[Any]:
+    # The general way: through run() from the start.
+    items = []
+    for slot, args in order:
+        item = Item(command, args, {})
+        item.slot = slot
+        item.node = slot_owner(rc, slot, command, None)
+        item.packed = rc._packer.pack(args)
+        items.append(item)
+    run(rc, items)
+    return _finish(rc, command, [item.reply for item in items])
+
+
+def _finish(rc: "RedisCluster", command: str, replies: List[Any]) -> List[Any]:
+    callback = rc.response_callbacks.get(command)
+    results = []
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+        results.append(reply if callback is None else callback(reply))
+    return results

@@ -68,9 +68,9 @@ from ..protocol import Packer
 from ..retry import RetryPolicy
 from ..routing import ROUTES, command_name
 from ..settings import parse_url
-from .batch import Item, run
+from . import batch, policies
 from .nodes import NodeRedis, NodeSettings
-from .pipeline import ClusterPipeline
+from .pipeline import ClusterPipeline, run_transaction
 from .refresh import Refresher
 from . import routing
 from .routing import BROKEN, REPLY_TYPES
@@ -203,7 +203,7 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
         self.encoder = Encoder(settings.encoding, settings.encoding_errors,
                                settings.decode_responses)  # type: ignore[no-untyped-call]
         self.response_callbacks = response_callbacks(settings.protocol, settings.legacy_responses)
-        self.cluster_response_callbacks = self._cluster_callbacks()
+        self.cluster_response_callbacks = policies.cluster_callbacks(settings)
         self.result_callbacks = CaseInsensitiveDict(self.RESULT_CALLBACKS)
         self.command_flags = self.COMMAND_FLAGS.copy()
         self.node_flags = self.NODE_FLAGS.copy()
@@ -224,7 +224,7 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
         self._lock = threading.RLock()
         self._single_key: FrozenSet[str] = frozenset()
         self.startup_nodes = startup
-        self._set_up_policies()
+        self._command_flags_mapping, self._policies_callback_mapping = policies.tables(self)
         self.nodes_manager = NodesManager(
             startup, self._make_node, require_full_coverage=require_full_coverage,
             dynamic_startup_nodes=dynamic_startup_nodes, address_remap=address_remap,
@@ -240,7 +240,8 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
         except BaseException:
             self.close()
             raise
-        self._single_key = self._single_key_commands()
+        self._single_key = policies.single_key_commands(self.commands_parser.commands,
+                                                       self.command_flags)  # fmt: skip
 
     @classmethod
     def from_url(cls: Type[_R], url: str, **kwargs: Any) -> _R:
@@ -251,51 +252,6 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
     def _make_node(self, host: str, port: int) -> NodeRedis:
         settings = NodeSettings.for_node(self.settings, host, port, self._replica_reads)
         return NodeRedis(settings, **self._node_options)
-
-    def _cluster_callbacks(self) -> CaseInsensitiveDict:
-        callbacks = dict(self.CLUSTER_COMMANDS_RESPONSE_CALLBACKS)
-        if not self.settings.legacy_responses:
-            callbacks["CLUSTER SHARDS"] = parse_cluster_shards_unified
-        elif self.settings.protocol is None:
-            callbacks["CLUSTER SHARDS"] = parse_cluster_shards_with_str_keys
-        return CaseInsensitiveDict(callbacks)  # type: ignore[arg-type]
-
-    def _set_up_policies(self) -> None:
-        # redis-py's tables from node flags to request policies, and from
-        # policies to the nodes they pick (its constructor builds the same).
-        self._command_flags_mapping = {
-            self.RANDOM: RequestPolicy.DEFAULT_KEYLESS,
-            self.PRIMARIES: RequestPolicy.ALL_SHARDS,
-            self.ALL_NODES: RequestPolicy.ALL_NODES,
-            self.REPLICAS: RequestPolicy.ALL_REPLICAS,
-            self.DEFAULT_NODE: RequestPolicy.DEFAULT_NODE,
-            SLOT_ID: RequestPolicy.DEFAULT_KEYED,
-        }
-        self._policies_callback_mapping = {
-            RequestPolicy.DEFAULT_KEYLESS: lambda name: [self.get_random_primary_or_all_nodes(name)],
-            RequestPolicy.DEFAULT_KEYED: lambda command, *args: self.get_nodes_from_slot(
-                command, *args),
-            RequestPolicy.DEFAULT_NODE: lambda: [self.get_default_node()],
-            RequestPolicy.ALL_SHARDS: self.get_primaries,
-            RequestPolicy.ALL_NODES: self.get_nodes,
-            RequestPolicy.ALL_REPLICAS: self.get_replicas,
-            RequestPolicy.MULTI_SHARD: lambda *args, **kwargs: self._split_multi_shard_command(
-                *args, **kwargs),
-            RequestPolicy.SPECIAL: self.get_special_nodes,
-            ResponsePolicy.DEFAULT_KEYLESS: lambda res: res,
-            ResponsePolicy.DEFAULT_KEYED: lambda res: res,
-        }  # fmt: skip
-
-    def _single_key_commands(self) -> FrozenSet[str]:
-        """Commands whose one key is their first argument (the fast path)."""
-        names = set()
-        for name, info in self.commands_parser.commands.items():
-            flags = info.get("flags") or ()
-            if "movablekeys" in flags or "pubsub" in flags:
-                continue
-            if info.get("first_key_pos") == 1 and info.get("last_key_pos") == 1:
-                names.add(str(name).upper())
-        return frozenset(names - set(ROUTES) - set(self.command_flags) - _NOT_SPLIT)
 
     def __repr__(self) -> str:
         state = "CLOSED" if self._closed else "OPEN"
@@ -362,42 +318,12 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
             return callback(reply)
         return reply
 
-    # -- routing helpers used by routing.py -----------------------------------------
-
     def _slot_of(self, command: str, args: Tuple[Any, ...]) -> int:
-        """The one slot of a keyed command (redis-py's ``determine_slot``,
-        with its errors for keys in several slots or no key)."""
-        if command in self._single_key and len(args) > 1:
-            return int(self.keyslot(args[1]))
-        slot = self.determine_slot(*args)
-        if slot is None:
-            raise RedisClusterException(f"{command} cannot be routed: pass target_nodes=")
-        return int(slot)
+        return policies.slot_of(self, command, args)
 
     def _targets(self, command: str, args: Tuple[Any, ...],
                  target: Any) -> Tuple[Optional[List[ClusterNode]], CommandPolicies]:  # fmt: skip
-        """Where a command goes, by redis-py's rules: ``(nodes, policies)``,
-        or ``(None, ...)`` when it goes by its keys' slot."""
-        if target is not None and not self._is_nodes_flag(target):
-            return list(self._parse_target_nodes(target)), CommandPolicies()
-        policies = self._policy_resolver.resolve(command.lower())
-        if not policies:
-            flag_name = command
-            if len(args) >= 2 and isinstance(args[1], (str, bytes)):
-                second = args[1].decode() if isinstance(args[1], bytes) else args[1]
-                if f"{command} {second}".upper() in self.command_flags:
-                    flag_name = f"{command} {second}".upper()
-            flag = target if target is not None else self.command_flags.get(flag_name)
-            if not flag:
-                return None, CommandPolicies(RequestPolicy.DEFAULT_KEYED,
-                                             ResponsePolicy.DEFAULT_KEYED)  # fmt: skip
-            request = self._command_flags_mapping.get(flag, RequestPolicy.DEFAULT_KEYLESS)
-            policies = CommandPolicies(request)  # type: ignore[arg-type]
-        nodes = self._determine_nodes(*args, request_policy=policies.request_policy,
-                                      nodes_flag=target)  # fmt: skip
-        if not nodes:
-            raise RedisClusterException(f"No targets were found to execute {args} command on")
-        return list(nodes), policies
+        return policies.targets(self, command, args, target)
 
     # -- the two commands every program runs most -----------------------------------
 
@@ -468,20 +394,10 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
                     **kwargs: Any) -> Any:  # fmt: skip
         """redis-py's ``transaction``: WATCH (one slot), ``func(pipe)``, EXEC,
         again on ``WatchError`` (sleeping ``watch_delay`` cooperatively)."""
-        shard_hint = kwargs.pop("shard_hint", None)
-        value_from_callable = kwargs.pop("value_from_callable", False)
-        watch_delay = kwargs.pop("watch_delay", None)
-        with self.pipeline(True, shard_hint) as pipe:
-            while True:
-                try:
-                    if watches:
-                        pipe.watch(*watches)
-                    func_value = func(pipe)
-                    exec_value = pipe.execute()
-                    return func_value if value_from_callable else exec_value
-                except WatchError:
-                    if watch_delay is not None and watch_delay > 0:
-                        gevent.sleep(watch_delay)
+        return run_transaction(self, func, watches, **kwargs)  # type: ignore[arg-type]
+
+    def _partition_keys_by_slot(self, keys: Iterable[Any]) -> Dict[int, List[Any]]:
+        return batch.partition_keys(self, keys)
 
     def _execute_pipeline_by_slot(self, command: str,
                                   slots_to_args: Mapping[int, Iterable[Any]]) -> List[Any]:
@@ -491,21 +407,7 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
         if len(slots_to_args) == 1:
             [(slot, args)] = slots_to_args.items()
             return [self._keyed(command, slot, (command, *args), {})]
-        items = []
-        for slot, args in slots_to_args.items():
-            item = Item(command, (command, *args), {})
-            item.slot = slot
-            item.node = routing.slot_owner(self, slot, command, None)
-            item.packed = self._packer.pack(item.args)
-            items.append(item)
-        run(self, items)
-        callback = _dict_get(self.response_callbacks, command)
-        results = []
-        for item in items:
-            if isinstance(item.reply, Exception):
-                raise item.reply
-            results.append(item.reply if callback is None else callback(item.reply))
-        return results
+        return batch.by_slot(self, command, slots_to_args)
 
     def pubsub(self, node: Optional[ClusterNode] = None, host: Optional[str] = None,
                port: Optional[int] = None, **kwargs: Any) -> "ClusterPubSub":  # fmt: skip

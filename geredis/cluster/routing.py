@@ -111,11 +111,13 @@ def follow(rc: "RedisCluster", command: str, slot: int, packed: bytes, raw: bool
     deadline = None if rc._timeout is None else monotonic() + rc._timeout
     redirects = failures = 0
     asking = False
+    reply: Any = None
     while True:
         if outcome is None:
             if redirects and deadline is not None and monotonic() > deadline:
                 raise TimeoutError(f"{command}: no answer from the cluster within"
-                                   f" {rc._timeout}s ({redirects} redirections)")  # fmt: skip
+                                   f" {rc._timeout}s ({redirects} redirections, last:"
+                                   f" {type(reply).__name__}: {reply})")  # fmt: skip
             if node is None:
                 node = slot_owner(rc, slot, command, deadline)
             outcome = attempt(rc, node, packed, raw, asking, blocking, command, args)

@@ -187,3 +187,26 @@ def test_blocking_commands_use_a_dedicated_connection(rc: geredis.RedisCluster) 
     rc.rpush("later", "kept")
     gevent.sleep(0.2)
     assert rc.lrange("later", 0, -1) == [b"kept"]
+
+
+def test_split_commands_follow_redirections(rc: geredis.RedisCluster, cluster: LocalCluster,
+                                            home: None) -> None:  # fmt: skip
+    moved = list(keys_in_slot(SLOT, 5))
+    others = [f"o:{i}" for i in range(30)]
+    rc.mset_nonatomic({k: k for k in moved + others})
+    src = cluster.owner(SLOT)
+    dst = next(n for n in cluster.primaries() if n is not src)
+    cluster.migrate_slot(SLOT, dst)  # the client's map is stale for SLOT
+    assert rc.mget_nonatomic(others + moved) == [k.encode() for k in others + moved]
+    cluster.migrate_slot(SLOT, src)
+    assert rc.delete(*moved, *others[:3]) == 8  # a write: MOVED, nothing ran, sent again
+    rc.mset_nonatomic({k: "v" for k in moved})
+    cluster.begin_migration(SLOT, src, dst)  # ASK for keys already moved
+    cluster.migrate_keys(src, dst, moved[:2])
+    assert rc.mget_nonatomic(moved[:2] + others[3:5]) == [b"v"] * 2 + [
+        k.encode() for k in others[3:5]]  # ASK (all the slot's keys asked for moved)
+    # Keys of one slot split between both nodes: TRYAGAIN until the end.
+    ender = gevent.spawn_later(0.3, lambda: (cluster.migrate_keys(src, dst, moved[2:]),
+                                             cluster.end_migration(SLOT, src, dst)))
+    assert rc.mget_nonatomic(moved + others[3:5]) == [b"v"] * 5 + [k.encode() for k in others[3:5]]
+    ender.get()
