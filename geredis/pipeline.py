@@ -470,14 +470,14 @@ def _slots(slot: BatchSlot, commands: Sequence[Command]) -> List[Any]:
     return slots
 
 
-def run_transaction(client: "Redis", func: Callable[[Pipeline], Any], watches: Sequence[Any],
+def run_transaction(client: Any, func: Callable[[Any], Any], watches: Sequence[Any],
                     shard_hint: Any = None, value_from_callable: bool = False,
                     watch_delay: Optional[float] = None) -> Any:
     """``r.transaction(func, *watches)``: WATCH ``watches``, call ``func(pipe)``,
     EXEC; start over on ``WatchError`` (sleeping ``watch_delay`` cooperatively).
-
     Args:
-        client: the client.
+        client: the client: anything with redis-py's ``pipeline(transaction,
+            shard_hint)`` (``geredis.Redis``, ``geredis.RedisCluster``).
         func: called with the pipeline; reads run at once (immediate mode),
             then it calls ``pipe.multi()`` and queues the writes.
         watches: the keys to WATCH.

@@ -32,14 +32,14 @@ import gevent
 from redis.client import NEVER_DECODE
 from redis.cluster import ClusterNode
 from redis.crc import key_slot
-from redis.exceptions import AskError, ClusterDownError, MovedError, RedisClusterException
+from redis.exceptions import ClusterDownError, RedisClusterException
 
 from ..dedicated import wait_bound
 from ..exceptions import ClientClosedError
 from ..pipeline import exchange
 from ..slots import BatchSlot, RawSlot
 from .routing import (
-    ASKING, BROKEN, DISCARD, REPLY_TYPES, RETRY_LATER, on_moved, pause, slot_owner,
+    ASKING, BROKEN, DISCARD, REPLY_TYPES, RETRY_LATER, follow_reply, pause, slot_owner,
 )  # fmt: skip
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -105,14 +105,9 @@ def run(rc: "RedisCluster", items: List[Item], replied: bool = False) -> None:
         later: List[Item] = []
         for item in pending:
             reply = item.reply
-            kind = type(reply)
-            if kind in REPLY_TYPES or isinstance(reply, BROKEN):
-                rc.redirects[kind.__name__] += 1
-            if kind is MovedError or kind is AskError:
-                if kind is MovedError:
-                    on_moved(rc, reply)
-                item.node = rc.nodes_manager.node_for(reply.host, reply.port)
-                item.asking = kind is AskError
+            redirect = follow_reply(rc, reply)
+            if redirect is not None:
+                item.node, item.asking = redirect
                 now.append(item)
             elif isinstance(reply, RETRY_LATER):
                 if isinstance(reply, ClusterDownError):

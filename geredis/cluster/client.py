@@ -64,13 +64,14 @@ from ..connection import State
 from ..exceptions import ClientClosedError
 from ..guards import check_thread, real_thread_id
 from ..lock import Lock
+from ..pipeline import run_transaction
 from ..protocol import Packer
 from ..retry import RetryPolicy
 from ..routing import ROUTES, command_name
 from ..settings import parse_url
 from . import batch, policies
 from .nodes import NodeRedis, NodeSettings
-from .pipeline import ClusterPipeline, run_transaction
+from .pipeline import ClusterPipeline
 from .refresh import Refresher
 from . import routing
 from .routing import BROKEN, REPLY_TYPES
@@ -394,7 +395,7 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
                     **kwargs: Any) -> Any:  # fmt: skip
         """redis-py's ``transaction``: WATCH (one slot), ``func(pipe)``, EXEC,
         again on ``WatchError`` (sleeping ``watch_delay`` cooperatively)."""
-        return run_transaction(self, func, watches, **kwargs)  # type: ignore[arg-type]
+        return run_transaction(self, func, watches, **kwargs)
 
     def _partition_keys_by_slot(self, keys: Iterable[Any]) -> Dict[int, List[Any]]:
         return batch.partition_keys(self, keys)

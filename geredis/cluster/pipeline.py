@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-import gevent
 import redis.cluster
 from redis.client import EMPTY_RESPONSE
 from redis.exceptions import (
@@ -53,7 +52,7 @@ from .routing import RETRY_LATER, on_moved, pause
 if TYPE_CHECKING:  # pragma: no cover
     from .client import RedisCluster
 
-__all__ = ["ClusterPipeline", "SlotPipeline", "run_transaction"]
+__all__ = ["ClusterPipeline", "SlotPipeline"]
 
 _ASKING: Tuple[Tuple[Any, ...], Dict[str, Any]] = (("ASKING",), {})
 
@@ -300,25 +299,6 @@ class ClusterPipeline(redis.cluster.ClusterPipeline):  # type: ignore[misc]
                         continue
                 raise
         raise RedisClusterException(f"transaction on slot {slot} kept being redirected")
-
-
-def run_transaction(rc: "RedisCluster", func: Callable[[ClusterPipeline], Any],
-                    watches: Sequence[Any], shard_hint: Any = None,
-                    value_from_callable: bool = False,
-                    watch_delay: Optional[float] = None) -> Any:  # fmt: skip
-    """``rc.transaction(func, *watches)``: WATCH, ``func(pipe)``, EXEC; start
-    over on ``WatchError``, sleeping ``watch_delay`` cooperatively."""
-    with rc.pipeline(True, shard_hint) as pipe:
-        while True:
-            try:
-                if watches:
-                    pipe.watch(*watches)
-                func_value = func(pipe)
-                exec_value = pipe.execute()
-                return func_value if value_from_callable else exec_value
-            except WatchError:
-                if watch_delay is not None and watch_delay > 0:
-                    gevent.sleep(watch_delay)
 
 
 def _name(raw: Any) -> str:

@@ -67,8 +67,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .client import RedisCluster
 
 __all__ = [
-    "ASKING", "BROKEN", "DISCARD", "REPLY_TYPES", "RETRY_LATER", "attempt", "follow", "general",
-    "on_moved", "pause", "slot_owner",
+    "ASKING", "BROKEN", "DISCARD", "REPLY_TYPES", "RETRY_LATER", "attempt", "follow",
+    "follow_reply", "general", "on_moved", "pause", "slot_owner",
 ]  # fmt: skip
 
 ASKING = b"*1\r\n$6\r\nASKING\r\n"
@@ -124,20 +124,15 @@ def follow(rc: "RedisCluster", command: str, slot: int, packed: bytes, raw: bool
             asking = False
         reply, sent = outcome
         outcome = None
-        kind = type(reply)
-        if kind in REPLY_TYPES or isinstance(reply, BROKEN):
-            rc.redirects[kind.__name__] += 1
-        if kind is MovedError or kind is AskError:
-            if kind is MovedError:
-                on_moved(rc, reply)
+        redirect = follow_reply(rc, reply)
+        if redirect is not None:
+            node, asking = redirect
             redirects += 1
             if redirects > rc.max_redirections:
                 raise ClusterError(
                     f"TTL exhausted: {command} redirected {redirects - 1} times"
                     f" (last: {reply})"
                 )
-            node = rc.nodes_manager.node_for(reply.host, reply.port)
-            asking = kind is AskError
         elif isinstance(reply, RETRY_LATER):
             failures += 1
             if isinstance(reply, ClusterDownError):
@@ -160,6 +155,19 @@ def follow(rc: "RedisCluster", command: str, slot: int, packed: bytes, raw: bool
             node = None
         else:
             return reply
+
+
+def follow_reply(rc: "RedisCluster", reply: Any) -> Optional[Tuple[ClusterNode, bool]]:
+    """Count a reply that is not the answer (``rc.redirects``); for MOVED
+    (the slot patched) or ASK, return ``(node to send to, asking)``."""
+    kind = type(reply)
+    if kind in REPLY_TYPES or isinstance(reply, BROKEN):
+        rc.redirects[kind.__name__] += 1
+        if kind is MovedError or kind is AskError:
+            if kind is MovedError:
+                on_moved(rc, reply)
+            return rc.nodes_manager.node_for(reply.host, reply.port), kind is AskError
+    return None
 
 
 def pause(rc: "RedisCluster", failures: int, deadline: Optional[float],
