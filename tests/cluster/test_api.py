@@ -127,3 +127,50 @@ def test_wait_for_a_replica_on_the_keys_node(rc: geredis.RedisCluster) -> None:
     rc.set("order:42", "paid")
     node = rc.get_node_from_key("order:42")
     assert rc.wait(1, 2000, target_nodes=node) == 1  # the replica has it
+
+
+def test_acl_users(cluster: LocalCluster) -> None:
+    live = [n for n in cluster.nodes if n.alive]
+    for node in live:
+        node.call("ACL", "SETUSER", "app", "on", ">app-secret", "~*", "&*", "+@all")
+    try:
+        host, port = cluster.startup
+        with geredis.RedisCluster(host=host, port=port, username="app",
+                                  password="app-secret") as r:  # fmt: skip
+            assert r.set("acl", 1) is True
+            assert r.acl_whoami() == "app"  # redis-py decodes it
+        url = f"redis://app:app-secret@{host}:{port}"
+        with geredis.RedisCluster.from_url(url) as r:
+            assert r.get("acl") == b"1"
+        with pytest.raises(RedisClusterException, match="AuthenticationError"):
+            geredis.RedisCluster(host=host, port=port, username="app", password="wrong")
+    finally:
+        for node in live:
+            node.call("ACL", "DELUSER", "app")
+
+
+def test_lock_and_keyspace_notifications(rc: geredis.RedisCluster) -> None:
+    import gevent
+
+    lock = rc.lock("resource", timeout=5)
+    assert lock.acquire(blocking=False)
+    waiter = gevent.spawn(lambda: rc.lock("resource", timeout=5).acquire(blocking_timeout=2))
+    gevent.sleep(0.2)
+    lock.release()
+    assert waiter.get(timeout=5) is True
+    rc.config_set("notify-keyspace-events", "KEA", target_nodes=geredis.RedisCluster.ALL_NODES)
+    try:
+        with rc.keyspace_notifications() as notes:
+            notes.subscribe_keyspace("watched:*")
+            for i in range(3):
+                rc.set(f"watched:{i}", i)
+            seen = []
+            for _ in range(50):
+                message = notes.get_message(timeout=0.1)
+                if message is not None:
+                    seen.append(message)
+                if len(seen) >= 3:
+                    break
+            assert len(seen) == 3
+    finally:
+        rc.config_set("notify-keyspace-events", "", target_nodes=geredis.RedisCluster.ALL_NODES)
