@@ -28,6 +28,7 @@ caching, maintenance notifications) raise a clear error.
 from __future__ import annotations
 
 import threading
+from binascii import crc_hqx
 from collections import Counter
 from typing import (
     TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple, Type, TypeVar,
@@ -271,11 +272,13 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
             key = args[1]
             kind = type(key)
             if kind is str:
-                slot = key_slot(key.encode(self._encoding, self._encoding_errors))
+                raw = key.encode(self._encoding, self._encoding_errors)
             elif kind is bytes:
-                slot = key_slot(key)
+                raw = key
             else:
-                slot = key_slot(self.encoder.encode(key))
+                raw = self.encoder.encode(key)
+            # redis-py's key_slot, inlined for keys without a hash tag.
+            slot = key_slot(raw) if b"{" in raw else crc_hqx(raw, 0) & 16383
             return self._keyed(command, slot, args, options)
         return routing.general(self, command, args, options)
 

@@ -304,11 +304,13 @@ class LocalCluster:
         node.server.start()
 
     def wait_for(self, check: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+        """Until ``check()``; the loop keeps running meanwhile (call it from
+        the main thread)."""
         deadline = time.monotonic() + timeout
         while not check():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out waiting for {what or check}")
-            time.sleep(0.05)
+            gevent.sleep(0.02)
 
 
 def keys_in_slot(slot: int, count: int, prefix: str = "k") -> Iterator[str]:
