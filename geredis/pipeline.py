@@ -475,6 +475,7 @@ def run_transaction(client: Any, func: Callable[[Any], Any], watches: Sequence[A
                     watch_delay: Optional[float] = None) -> Any:
     """``r.transaction(func, *watches)``: WATCH ``watches``, call ``func(pipe)``,
     EXEC; start over on ``WatchError`` (sleeping ``watch_delay`` cooperatively).
+
     Args:
         client: the client: anything with redis-py's ``pipeline(transaction,
             shard_hint)`` (``geredis.Redis``, ``geredis.RedisCluster``).
