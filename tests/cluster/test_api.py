@@ -174,3 +174,28 @@ def test_lock_and_keyspace_notifications(rc: geredis.RedisCluster) -> None:
             assert len(seen) == 3
     finally:
         rc.config_set("notify-keyspace-events", "", target_nodes=geredis.RedisCluster.ALL_NODES)
+
+
+def test_address_remap_reaches_nodes_through_proxies(cluster: LocalCluster) -> None:
+    from tests.chaosproxy import ChaosProxy
+
+    proxies = {n.port: ChaosProxy(n.port) for n in cluster.nodes if n.alive}
+    remapped = []
+
+    def remap(address: tuple) -> tuple:
+        remapped.append(address)
+        return "127.0.0.1", proxies[address[1]].port
+
+    try:
+        node = cluster.primaries()[0]
+        with geredis.RedisCluster(host="127.0.0.1", port=proxies[node.port].port,
+                                  address_remap=remap) as r:  # fmt: skip
+            for i in range(30):
+                r.set(f"remap{i}", i)
+            assert r.mget_nonatomic([f"remap{i}" for i in range(30)])[29] == b"29"
+            assert remapped  # every node of the map went through it
+            assert {n.port for n in r.get_nodes()} <= {p.port for p in proxies.values()}
+            assert sum(p.accepted for p in proxies.values()) >= 3
+    finally:
+        for proxy in proxies.values():
+            proxy.stop()
