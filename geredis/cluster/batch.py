@@ -37,6 +37,7 @@ from redis.exceptions import ClusterDownError, RedisClusterException
 from ..dedicated import wait_bound
 from ..exceptions import ClientClosedError
 from ..pipeline import exchange
+from ..routing import ROUTES, block_seconds
 from ..slots import BatchSlot, RawSlot
 from .routing import (
     ASKING, BROKEN, DISCARD, REPLY_TYPES, RETRY_LATER, follow_reply, pause, slot_owner,
@@ -55,7 +56,7 @@ class Item:
     """One command of a batch, and what became of it."""
 
     __slots__ = ("args", "options", "command", "slot", "node", "asking", "reply", "sent",
-                 "packed", "raw", "position")  # fmt: skip
+                 "packed", "raw", "position", "block")  # fmt: skip
 
     def __init__(self, command: str, args: Tuple[Any, ...], options: Dict[str, Any]) -> None:
         self.command = command
@@ -69,6 +70,7 @@ class Item:
         self.packed = b""
         self.raw = NEVER_DECODE in options
         self.position = -1  # where its result goes, for callers that need it
+        self.block = 0.0  # a blocking command: how long it may wait on the server
 
 
 def route(rc: "RedisCluster", item: Item) -> None:
@@ -77,7 +79,13 @@ def route(rc: "RedisCluster", item: Item) -> None:
     Raises:
         RedisClusterException: keys in several slots, no key and no flag,
             or a command meant for several nodes.
+        SharedConnectionError: a command that cannot be pipelined (SELECT,
+            SUBSCRIBE...); a blocking one is marked to run on a dedicated
+            connection instead.
     """
+    check = ROUTES.get(item.command)
+    if check is not None and check(rc, item.command, item.args):  # type: ignore[arg-type]
+        item.block = block_seconds(item.command, item.args)
     target = item.options.pop("target_nodes", None)
     nodes, _ = rc._targets(item.command, item.args, target)
     if nodes is None:
@@ -157,7 +165,7 @@ def _send_round(rc: "RedisCluster", items: List[Item]) -> None:
         owner = node.redis_connection
         if owner is None:
             owner = node.redis_connection = rc.nodes_manager.create_redis_node(node.host, node.port)
-        if len(group) > owner.pipeline_threshold:
+        if len(group) > owner.pipeline_threshold or any(item.block for item in group):
             waits.append(gevent.spawn(_on_dedicated, rc, owner, group))
             continue
         try:
@@ -226,7 +234,8 @@ def _on_dedicated(rc: "RedisCluster", owner: Any, group: List[Item]) -> None:
         _fail(group, exc, False)
         return
     try:
-        exchange(conn, rc._packer, commands, wait_bound(0.0, rc._timeout), consume)
+        block = sum(item.block for item in group)
+        exchange(conn, rc._packer, commands, wait_bound(block, rc._timeout), consume)
     except BROKEN as exc:
         _fail(group, exc, conn.opened)
     finally:

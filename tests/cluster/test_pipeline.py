@@ -210,3 +210,17 @@ def test_split_commands_follow_redirections(rc: geredis.RedisCluster, cluster: L
                                              cluster.end_migration(SLOT, src, dst)))
     assert rc.mget_nonatomic(moved + others[3:5]) == [b"v"] * 5 + [k.encode() for k in others[3:5]]
     ender.get()
+
+
+def test_pipelines_with_commands_that_cannot_share(rc: geredis.RedisCluster) -> None:
+    rc.rpush("q", "a")
+    with rc.pipeline() as pipe:  # a blocking command: its node's batch on a dedicated connection
+        pipe.blpop(["q"], 1).set("after", 1)
+        popped, done = pipe.execute()
+        assert list(popped) == [b"q", b"a"] and done is True
+    for node in rc.get_primaries():
+        assert node.redis_connection._dedicated.in_use == 0
+    with rc.pipeline() as pipe:
+        pipe.execute_command("SUBSCRIBE", "ch")
+        with pytest.raises(geredis.SharedConnectionError):
+            pipe.execute()
