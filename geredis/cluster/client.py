@@ -468,6 +468,9 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
     def __del__(self) -> None:
         # Start closing, never block (the node clients' own __del__ rule).
         try:
+            refresher = getattr(self, "_refresher", None)
+            if refresher is not None:
+                refresher.close_nowait()
             for node in self._owned_nodes():
                 node.redis_connection.__del__()
         except Exception:  # pragma: no cover - interpreter shutdown

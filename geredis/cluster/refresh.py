@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import random
+import weakref
 from time import monotonic
 from typing import TYPE_CHECKING, Any, List, Optional, Set
 
@@ -125,12 +126,9 @@ class Refresher:
 
     def _start_periodic(self) -> None:
         if self.interval > 0 and self._periodic is None:
-            self._periodic = BackgroundGreenlet.spawn(self._tick)
-
-    def _tick(self) -> None:
-        while not self._closed:
-            gevent.sleep(self.interval)
-            self.request()
+            # A weak reference: a client dropped without close() is collected
+            # (and its __del__ stops this greenlet).
+            self._periodic = BackgroundGreenlet.spawn(_tick, weakref.ref(self), self.interval)
 
     # -- the refresh greenlet -----------------------------------------------------
 
@@ -235,6 +233,13 @@ class Refresher:
         greenlet.link(self._closing.discard)
         greenlet.start()
 
+    def close_nowait(self) -> None:
+        """Stop refreshing now, without waiting (safe in ``__del__``)."""
+        self._closed = True
+        for greenlet in (self._greenlet, self._periodic):
+            if greenlet is not None and greenlet is not gevent.getcurrent():
+                greenlet.kill(block=False)
+
     def close(self) -> None:
         """Stop refreshing; wait for the connections of departed nodes."""
         self._closed = True
@@ -245,3 +250,14 @@ class Refresher:
         self._done.set()
         self._next.set()
         gevent.joinall(list(self._closing))
+
+
+def _tick(ref: "weakref.ref[Refresher]", interval: float) -> None:
+    # The periodic refresh greenlet.
+    while True:
+        gevent.sleep(interval)
+        refresher = ref()
+        if refresher is None or refresher._closed:
+            return
+        refresher.request()
+        del refresher

@@ -199,3 +199,20 @@ def test_address_remap_reaches_nodes_through_proxies(cluster: LocalCluster) -> N
     finally:
         for proxy in proxies.values():
             proxy.stop()
+
+
+def test_a_client_dropped_without_close_is_collected(cluster: LocalCluster) -> None:
+    import gc
+    import weakref
+
+    import gevent
+
+    host, port = cluster.startup
+    client = geredis.RedisCluster(host=host, port=port, cluster_refresh_interval=0.05)
+    client.set("dropped", 1)
+    gevent.sleep(0.2)  # periodic refreshes ran
+    ref = weakref.ref(client)
+    del client
+    gc.collect()
+    assert ref() is None  # nothing (the periodic refresh) keeps it alive
+    gevent.sleep(0.1)  # its connections and greenlets end (checked by the fixture)
