@@ -5,9 +5,12 @@
 Every cell runs in a fresh process that calls ``gevent.monkey.patch_all()``
 first (as a gevent web app does), starts C greenlets that each loop
 ``set(k, v); get(k)`` on their own key for a fixed time, and reports
-operations per second (a SET+GET pair counts 2). Configurations:
+operations per second (a SET+GET pair counts 2), the client process's CPU
+time per operation (``time.process_time``) and its RSS half way through the
+run (every greenlet waiting or running). Configurations:
 
 * ``geredis``: one geredis client (one multiplexed connection);
+  ``geredis python``: the same with the pure-Python parser;
 * ``redis-py blocking(50)``: ``redis.Redis`` on ``BlockingConnectionPool(50)``
   with gevent's LifoQueue, the setting redis-py's tracker recommends;
 * ``redis-py pool(unbounded)``: ``ConnectionPool(max_connections=2**31)``.
@@ -30,7 +33,8 @@ import time
 from typing import Any, Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CONFIGS = ["geredis", "redis-py blocking(50)", "redis-py pool(unbounded)"]
+CONFIGS = ["geredis", "geredis python", "redis-py blocking(50)", "redis-py pool(unbounded)"]
+BASELINE = " (baseline)"
 CONCURRENCY = [1, 10, 100, 1000, 10000]
 
 
@@ -47,10 +51,11 @@ def worker(config: str, greenlets: int, seconds: float, url: str) -> Dict[str, A
     import gevent.queue
     import redis
 
-    if config == "geredis":
+    if config.startswith("geredis"):
         import geredis
 
-        client: Any = geredis.Redis.from_url(url, socket_timeout=60)
+        parser = "python" if config.endswith("python") else "auto"
+        client: Any = geredis.Redis.from_url(url, socket_timeout=60, parser=parser)
     elif config == "redis-py blocking(50)":
         from redis.utils import HIREDIS_AVAILABLE
 
@@ -82,21 +87,43 @@ def worker(config: str, greenlets: int, seconds: float, url: str) -> Dict[str, A
 
     workers = [gevent.spawn(loop, i) for i in range(greenlets)]
     gevent.sleep(min(0.5, seconds / 4))  # warm up: connections, pools
-    before, started = sum(counts), time.perf_counter()
-    gevent.sleep(seconds)
+    before, started, cpu = sum(counts), time.perf_counter(), time.process_time()
+    gevent.sleep(seconds / 2)
+    rss = _rss_mib()  # with every greenlet waiting on a reply or running
+    gevent.sleep(seconds / 2)
     after, elapsed = sum(counts), time.perf_counter() - started
+    cpu = time.process_time() - cpu
     stop[0] = True
     gevent.joinall(workers)
     client.close()
-    return {"ops": (after - before) / elapsed, "errors": errors[0]}
+    ops = after - before
+    return {
+        "ops": ops / elapsed, "errors": errors[0], "rss_mib": rss,
+        "cpu_us": cpu / ops * 1e6 if ops else 0.0,
+    }  # fmt: skip
 
 
-def run_cell(config: str, greenlets: int, seconds: float, url: str) -> Dict[str, Any]:
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_cell(
+    config: str, greenlets: int, seconds: float, url: str, baseline: str = ""
+) -> Dict[str, Any]:
+    env = dict(os.environ)
+    if config.endswith(BASELINE):  # another geredis tree, for before/after in one run
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [baseline, env.get("PYTHONPATH")]))
+        config = config[: -len(BASELINE)]
     out = subprocess.run(
         [sys.executable, __file__, "--worker", config, str(greenlets), str(seconds), url],
         capture_output=True,
         text=True,
         timeout=seconds * 10 + 60,
+        env=env,
     )
     if out.returncode != 0:
         return {"ops": 0.0, "errors": -1, "stderr": out.stderr[-500:]}
@@ -108,7 +135,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="*", default=CONCURRENCY)
+    parser.add_argument("--configs", nargs="*", default=CONFIGS)
+    parser.add_argument("--baseline", default="", help="a directory holding another geredis"
+                        " package: its geredis configs run too, for before/after in one run")
+    parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args()
+    configs: List[str] = list(args.configs)
+    if args.baseline:
+        configs += [c + BASELINE for c in configs if c.startswith("geredis")]
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
     import redis
@@ -122,48 +156,68 @@ def main() -> None:
     version = admin.info("server")["redis_version"]
     admin.close()
 
-    results: Dict[str, Dict[int, List[float]]] = {c: {n: [] for n in args.concurrency} for c in CONFIGS}
-    errors: Dict[str, Dict[int, int]] = {c: {n: 0 for n in args.concurrency} for c in CONFIGS}
+    cells: Dict[str, Dict[int, List[Dict[str, Any]]]] = {
+        c: {n: [] for n in args.concurrency} for c in configs
+    }
     for round_ in range(args.rounds):
         for n in args.concurrency:
-            for config in CONFIGS:
-                cell = run_cell(config, n, args.seconds, url)
-                results[config][n].append(cell["ops"])
-                errors[config][n] += max(cell["errors"], 0)
+            for config in configs:
+                cell = run_cell(config, n, args.seconds, url, args.baseline)
+                cells[config][n].append(cell)
                 if "stderr" in cell:
                     print(f"  {config} @ {n}: failed: {cell['stderr']}", file=sys.stderr)
         print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
 
-    median = {c: {n: statistics.median(v) for n, v in per.items()} for c, per in results.items()}
+    def med(config: str, n: int, key: str) -> float:
+        values = [cell.get(key, 0.0) for cell in cells[config][n]]
+        return statistics.median(values) if values else 0.0
+
+    median = {c: {n: med(c, n, "ops") for n in args.concurrency} for c in configs}
+    redis_py = [c for c in configs if c.startswith("redis-py")]
     print(f"\nSET+GET ops/s, median of {args.rounds} x {args.seconds:g}s, redis-server {version},"
           f" {os.cpu_count()} cores, gevent-patched processes")
-    header = f"{'greenlets':>9} | " + " | ".join(f"{c:>24}" for c in CONFIGS)
-    header += " | geredis / best redis-py"
+    width = max(len(c) for c in configs) + 1
+    header = f"{'greenlets':>9} | " + " | ".join(f"{c:>{width}}" for c in configs)
+    if redis_py:
+        header += " | geredis / best redis-py"
     print(header)
     print("-" * len(header))
     for n in args.concurrency:
-        row = [median[c][n] for c in CONFIGS]
-        best = max(row[1:]) or 1.0
-        cells = " | ".join(f"{v:>24,.0f}" for v in row)
-        print(f"{n:>9} | {cells} | {row[0] / best:>6.1f}x")
-    for c in CONFIGS:
-        if any(errors[c].values()):
-            print(f"errors raised to callers for {c}: {errors[c]}")
+        cells_ = " | ".join(f"{median[c][n]:>{width},.0f}" for c in configs)
+        ratio = ""
+        if redis_py and "geredis" in median:
+            best = max(median[c][n] for c in redis_py) or 1.0
+            ratio = f" | {median['geredis'][n] / best:>6.1f}x"
+        print(f"{n:>9} | {cells_}{ratio}")
+    for title, key, fmt in (("client CPU per command (us)", "cpu_us", ".2f"),
+                            ("client RSS mid-run (MiB)", "rss_mib", ".0f")):
+        print(f"\n{title}")
+        print(f"{'greenlets':>9} | " + " | ".join(f"{c:>{width}}" for c in configs))
+        for n in args.concurrency:
+            print(f"{n:>9} | " + " | ".join(f"{med(c, n, key):>{width}{fmt}}" for c in configs))
+    for c in configs:
+        errors = {n: sum(max(cell.get("errors", 0), 0) for cell in cells[c][n])
+                  for n in args.concurrency}
+        if any(errors.values()):
+            print(f"errors raised to callers for {c}: {errors}")
 
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "throughput.json"), "w") as f:
-        json.dump({"median": median, "raw": results, "errors": errors}, f, indent=1)
-    plot(median, args.concurrency, os.path.join(HERE, "throughput.png"))
+        json.dump({"median": median, "cells": cells}, f, indent=1)
+    if not args.no_plot:
+        plot(median, configs, args.concurrency, os.path.join(HERE, "throughput.png"))
 
 
-def plot(median: Dict[str, Dict[int, float]], concurrency: List[int], path: str) -> None:
+def plot(
+    median: Dict[str, Dict[int, float]], configs: List[str], concurrency: List[int], path: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for config in CONFIGS:
+    for config in configs:
         ax.plot(concurrency, [median[config][n] for n in concurrency], marker="o", label=config)
     ax.set_xscale("log")
     ax.set_xlabel("concurrent greenlets")

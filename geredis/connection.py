@@ -11,9 +11,11 @@ How this works (hiredis's async context, in gevent terms):
   the event loop with one non-blocking ``send`` from the hub, and finishes
   partial sends in a writer greenlet. Callers never touch the socket, so a
   caller's timeout or kill can never leave half a command on the wire.
-* The reader greenlet (``_run``) connects, performs the handshake, then loops
-  ``recv_into`` a reusable buffer, feeds the parser and resolves slots in FIFO
-  order. An error reply is a value for its own caller; the connection lives on.
+* A greenlet (``_run``) connects and performs the handshake, then hands the
+  socket to a :class:`~geredis.receiver.Receiver` (the read side every
+  connection kind shares), which feeds the parser and calls ``_on_data``, this
+  connection's frame handler: it resolves slots in FIFO order. An error reply
+  is a value for its own caller; the connection lives on.
 * A caller that gives up leaves its slot in ``_pending``: the late reply still
   pops it, and is dropped there, never handed to the next caller.
 * Exactly once: every slot is resolved once, by its reply or, when the stream
@@ -38,7 +40,6 @@ import gevent
 from gevent import getcurrent
 from gevent.event import Event
 from gevent.greenlet import Greenlet
-from redis.exceptions import RedisError
 
 from .deadlines import Deadlines
 from .exceptions import ClientClosedError, ConnectionClosedError, ProtocolError
@@ -46,16 +47,13 @@ from .handshake import open_initialised
 from .protocol import NEED_DATA, PUSH_TYPES, Packer, make_reader
 from . import guards
 from .settings import ConnectionSettings
+from .receiver import READ_SIZE, Receiver, expected
 from .writer import BackgroundGreenlet, Writer
 from .slots import MarkerSlot, RawSlot, failure_for
 
-__all__ = ["BackgroundGreenlet", "Connection", "State"]
+__all__ = ["BackgroundGreenlet", "Connection", "READ_SIZE", "State"]
 
 logger = logging.getLogger("geredis.connection")
-
-#: Size of the reusable receive buffer.
-READ_SIZE = 65536
-
 
 class State(enum.Enum):
     """Where a connection is in its life."""
@@ -110,7 +108,6 @@ class Connection:
         self.room.set()
         #: True once the handshake completed: user commands may have been sent.
         self.opened = False
-        self._last_read = 0.0  # loop time of the last bytes received
         self._integrity = settings.integrity_check
         self._marker = 0
         self._held: List[Any] = []  # integrity: (slot, reply) awaiting a marker
@@ -118,6 +115,9 @@ class Connection:
             self._loop, self._fail, self._append_marker if self._integrity else None
         )
         self._out = self._writer.out  # never replaced, only cleared
+        self._receiver = Receiver(
+            self._loop, self._reader, self._on_data, self._fail, settings.address
+        )
         self._health: Optional[Greenlet] = None
         self._greenlet: Greenlet = BackgroundGreenlet.spawn(self._run)
         guards.track(self)
@@ -184,7 +184,9 @@ class Connection:
         if not self._closed.wait(timeout):
             self._fail(ClientClosedError("close() timed out waiting for replies"))
         current = getcurrent()
-        for greenlet in (self._greenlet, self._writer.greenlet, self._health):
+        for greenlet in (
+            self._greenlet, self._receiver.greenlet, self._writer.greenlet, self._health
+        ):
             if greenlet is not None and greenlet is not current:
                 greenlet.join()
 
@@ -210,7 +212,7 @@ class Connection:
     # -- reading -----------------------------------------------------------
 
     def _run(self) -> None:
-        # The reader greenlet: connect, handshake, then read until the end.
+        # The connecting greenlet: connect, handshake, then start the receiver.
         try:
             self._open()
             self.opened = True
@@ -220,96 +222,72 @@ class Connection:
                 self._health = BackgroundGreenlet.spawn(guards.health_check, self)
             self._writer.attach(self._sock)
             self._writer.flush()  # what callers queued while connecting
-            self._read_loop()
-            self._fail(ClientClosedError("connection closed by the client"))
+            self._receiver.start(self._sock)
         except BaseException as exc:  # noqa: B902 - the stream is over
             self._fail(exc)
-            if not _expected(exc):
+            if not expected(exc):
                 raise
 
     def _open(self) -> None:
         self._sock = open_initialised(self.settings, self._reader, self._packer)
 
-    def _read_loop(self) -> None:
-        recv_into = self._sock.recv_into
-        buf = bytearray(READ_SIZE)
-        feed = self._reader.feed
+    @property
+    def _last_read(self) -> float:
+        """Loop time of the last bytes received (for the health check)."""
+        return self._receiver.last_read
+
+    def _on_data(self) -> None:
+        # The frame handler, called by the receiver after each read: resolve
+        # the slots in FIFO order; push frames go to on_push in stream order.
         gets = self._reader.gets
         pending = self._pending
         popleft = pending.popleft
         deadlines = self._deadlines
         expiry = self._expiry
-        run_callback = self._loop.run_callback
-        wake = self._wake
         push_types = PUSH_TYPES
         integrity = self._integrity
-        now = self._loop.now
-        room = self.room
-        max_in_flight = self.max_in_flight
-        unyielded = 0
-        plain = not hasattr(self._sock, "_sslobj")  # TLS may hold decrypted bytes: recv first
-        wait = self._sock._wait
-        read_event = self._sock._read_event
-        while True:
-            if not pending:
-                if self.state is _CLOSING:
-                    return
-                if plain:
-                    # Nothing expected: park on the socket's read watcher
-                    # instead of a recv that would fail with EAGAIN first
-                    # (one syscall less per round trip for a lone caller).
-                    wait(read_event)
-            n = recv_into(buf)
-            if not n:
-                raise ConnectionClosedError(f"{self.settings.address} closed the connection")
-            self._last_read = now()
-            feed(buf, 0, n)
-            woken: List[Any] = []
-            try:
-                while True:
-                    if self._raw_count and pending and type(pending[0]) is RawSlot:
-                        decode = False
-                    else:
-                        decode = True
-                    try:
-                        reply = gets(decode)
-                    except UnicodeDecodeError as exc:
-                        reply = exc  # this caller's problem, not the stream's
-                    if reply is NEED_DATA:
-                        break
-                    if type(reply) in push_types:
-                        if self.on_push is not None:
-                            self.on_push(reply)
-                        continue
-                    if not pending:
-                        raise ProtocolError(
-                            f"{self.settings.address} sent a reply nobody asked for: {reply!r:.80}"
-                        )
-                    slot = popleft()
-                    if deadlines:
-                        deadlines.popleft()
-                        if expiry.expired:
-                            expiry.expired -= 1
-                    if not decode:
-                        self._raw_count -= 1
-                    if integrity:
-                        self._check_integrity(slot, reply, woken)
-                    else:
-                        woken.append(slot)
-                        woken.append(reply)
-            finally:
-                if woken:
-                    # One hub callback resumes every caller answered by this
-                    # read; also when a later reply broke the stream.
-                    run_callback(wake, woken)
-            if len(pending) < max_in_flight and not room.is_set():
-                room.set()  # callers waiting for the in-flight limit may go on
-            unyielded += n
-            if unyielded >= READ_SIZE:
-                # A long reply or a burst is arriving: let woken callers and
-                # timers run (TLS reads return 16 KiB at most, so count bytes).
-                unyielded = 0
-                gevent.idle()
+        woken: List[Any] = []
+        try:
+            while True:
+                if self._raw_count and pending and type(pending[0]) is RawSlot:
+                    decode = False
+                else:
+                    decode = True
+                try:
+                    reply = gets(decode)
+                except UnicodeDecodeError as exc:
+                    reply = exc  # this caller's problem, not the stream's
+                if reply is NEED_DATA:
+                    break
+                if type(reply) in push_types:
+                    if self.on_push is not None:
+                        self.on_push(reply)
+                    continue
+                if not pending:
+                    raise ProtocolError(
+                        f"{self.settings.address} sent a reply nobody asked for: {reply!r:.80}"
+                    )
+                slot = popleft()
+                if deadlines:
+                    deadlines.popleft()
+                    if expiry.expired:
+                        expiry.expired -= 1
+                if not decode:
+                    self._raw_count -= 1
+                if integrity:
+                    self._check_integrity(slot, reply, woken)
+                else:
+                    woken.append(slot)
+                    woken.append(reply)
+        finally:
+            if woken:
+                # One hub callback resumes every caller answered by this
+                # read; also when a later reply broke the stream.
+                self._loop.run_callback(self._wake, woken)
+        if len(pending) < self.max_in_flight and not self.room.is_set():
+            self.room.set()  # callers waiting for the in-flight limit may go on
+        if not pending and self.state is _CLOSING:
+            self._fail(ClientClosedError("connection closed by the client"))
 
     def _check_integrity(self, slot: Any, reply: Any, woken: List[Any]) -> None:
         # Hold a batch's replies until its marker comes back intact, so a
@@ -351,6 +329,7 @@ class Connection:
         self.state = _CLOSED
         self.error = exc
         self._writer.stop()
+        self._receiver.stop()
         if self._sock is not None:
             self._sock.close()
         pending = self._held[::2] + list(self._pending)
@@ -374,8 +353,3 @@ def _throw_all(slots: List[Any], exc: BaseException, address: str) -> None:
     # Runs in the hub: fail every slot of a broken connection, in FIFO order.
     for slot in slots:
         slot.throw(failure_for(exc, address))
-
-
-def _expected(exc: BaseException) -> bool:
-    """True for the ways a stream ends; anything else is a bug worth a report."""
-    return isinstance(exc, (OSError, RedisError, gevent.GreenletExit, gevent.Timeout))

@@ -14,15 +14,17 @@ How this works:
 * Writes are queued like the shared connection's: the caller appends the
   bytes and the fence with no switch in between, a hub callback makes one
   non-blocking send, and a writer greenlet sends what the kernel did not take.
-* :meth:`Stream.run` is the reader loop: a RESP3 push, or with RESP2 an
-  array, is a pub/sub frame. It becomes a redis-py message dict and goes to
+* :meth:`Stream.run` starts a :class:`~geredis.receiver.Receiver` (the read
+  side every connection kind shares) and waits for the stream's end; the
+  receiver calls ``_on_data``, this stream's frame handler: a RESP3 push, or
+  with RESP2 an array, is a pub/sub frame. It becomes a redis-py message dict and goes to
   ``Delivery``: to the handler queue when its table entry has a handler, else
   to the inbox. Anything else is a reply for the fences. Unsubscribe
   confirmations remove names from the tables (only those the application
   asked to drop: hiredis's and redis-py's rule).
-* Health check: with ``health_check_interval``, a read that is idle that
-  long sends a PING. A second idle interval with no byte at all ends the
-  stream.
+* Health check: with ``health_check_interval``, an interval without a
+  single read sends a PING. A second such interval with the PING unanswered
+  ends the stream.
 
 ``run`` returns only by raising the error that ended the stream; the owner
 then calls :meth:`close` and gets back the fences still unresolved.
@@ -38,10 +40,10 @@ import gevent
 from gevent.event import AsyncResult
 from redis.crc import key_slot
 
-from ..connection import READ_SIZE
 from ..exceptions import ConnectionClosedError, ProtocolError
 from ..handshake import open_initialised
 from ..protocol import NEED_DATA, PUSH_TYPES, Packer, make_reader
+from ..receiver import Receiver
 from ..settings import ConnectionSettings
 from ..writer import Writer
 from .delivery import Delivery, ReconnectInfo
@@ -129,6 +131,8 @@ class Stream:
         self._health_sent = False
         self._loop = gevent.get_hub().loop
         self._writer = Writer(self._loop, self._break)
+        self._receiver: Optional[Receiver] = None
+        self._ended = AsyncResult()  # the error that ended the stream
 
     # -- opening -------------------------------------------------------------
 
@@ -146,7 +150,6 @@ class Stream:
             raise ConnectionClosedError("the stream was closed")
         self._sock = sock
         self._writer.attach(sock)
-        sock.settimeout(self.health_check_interval or None)
 
     def replay(self, fence: Fence) -> None:
         """Subscribe every name in the tables, each command with its own
@@ -187,18 +190,30 @@ class Stream:
     # -- reading -------------------------------------------------------------
 
     def run(self) -> None:
-        """Read until the stream ends, then raise why."""
-        try:
-            self._read_loop()
-        except (OSError, ConnectionClosedError, ProtocolError) as exc:
-            if self._write_error is not None:
-                raise self._write_error from exc
-            raise
+        """Read until the stream ends, then raise why. With a health check
+        interval, a silent interval sends a PING and a second one ends the
+        stream."""
+        receiver = Receiver(
+            self._loop, self._reader, self._on_data, self._ended.set, self.settings.address
+        )
+        self._receiver = receiver
+        receiver.start(self._sock)
+        interval = self.health_check_interval or None
+        seen = receiver.reads
+        while not self._ended.wait(interval):
+            if receiver.reads == seen:
+                self._health_check()  # raises when the last PING went unanswered
+            seen = receiver.reads
+        exc = self._ended.get()
+        if self._write_error is not None:
+            raise self._write_error from exc
+        raise exc
 
-    def _read_loop(self) -> None:
-        recv_into = self._sock.recv_into
-        buf = bytearray(READ_SIZE)
-        feed, gets = self._reader.feed, self._reader.gets
+    def _on_data(self) -> bool:
+        # The frame handler, called by the receiver after each read: pub/sub
+        # frames become messages for the handlers or the inbox, the rest are
+        # replies for the fences. True asks the receiver to let the consumers run.
+        gets = self._reader.gets
         push_types = PUSH_TYPES
         resp2 = self.settings.wire_protocol == 2
         channels, patterns, shard_channels = self.tables
@@ -208,57 +223,47 @@ class Stream:
         kinds = _KINDS
         while True:
             try:
-                n = recv_into(buf)
-            except TimeoutError:  # health_check_interval passed in silence
-                self._health_check()
+                frame = gets()
+            except UnicodeDecodeError as exc:
+                logger.warning("pub/sub frame dropped: cannot decode it (%s)", exc)
                 continue
-            if not n:
-                raise ConnectionClosedError(f"{self.settings.address} closed the connection")
-            feed(buf, 0, n)
-            while True:
+            if frame is NEED_DATA:
+                break
+            if type(frame) in push_types or (resp2 and type(frame) is list):
                 try:
-                    frame = gets()
-                except UnicodeDecodeError as exc:
-                    logger.warning("pub/sub frame dropped: cannot decode it (%s)", exc)
-                    continue
-                if frame is NEED_DATA:
-                    break
-                if type(frame) in push_types or (resp2 and type(frame) is list):
-                    try:
-                        kind = kinds.get(frame[0])
-                    except (IndexError, TypeError):  # empty, or an unhashable head
-                        kind = None
-                    if kind is MESSAGE:
-                        channel = frame[1]
-                        message = {
-                            "type": MESSAGE, "pattern": None, "channel": channel, "data": frame[2]
-                        }
-                        handler = channels.get(channel)
-                    elif kind is PMESSAGE:
-                        pattern = frame[1]
-                        message = {
-                            "type": PMESSAGE, "pattern": pattern, "channel": frame[2],
-                            "data": frame[3],
-                        }  # fmt: skip
-                        handler = patterns.get(pattern)
-                    elif kind is SMESSAGE:
-                        channel = frame[1]
-                        message = {
-                            "type": SMESSAGE, "pattern": None, "channel": channel, "data": frame[2]
-                        }
-                        handler = shard_channels.get(channel)
-                    else:
-                        self._control(kind, frame, resp2)
-                        continue
-                    if handler is None:
-                        to_inbox(message)
-                    else:
-                        to_handler((handler, message))
+                    kind = kinds.get(frame[0])
+                except (IndexError, TypeError):  # empty, or an unhashable head
+                    kind = None
+                if kind is MESSAGE:
+                    channel = frame[1]
+                    message = {
+                        "type": MESSAGE, "pattern": None, "channel": channel, "data": frame[2]
+                    }
+                    handler = channels.get(channel)
+                elif kind is PMESSAGE:
+                    pattern = frame[1]
+                    message = {
+                        "type": PMESSAGE, "pattern": pattern, "channel": frame[2],
+                        "data": frame[3],
+                    }  # fmt: skip
+                    handler = patterns.get(pattern)
+                elif kind is SMESSAGE:
+                    channel = frame[1]
+                    message = {
+                        "type": SMESSAGE, "pattern": None, "channel": channel, "data": frame[2]
+                    }
+                    handler = shard_channels.get(channel)
                 else:
-                    self._reply(frame)
-            delivery.after_read()
-            if n == READ_SIZE or queue or inbox:
-                gevent.idle()  # let the dispatcher, get_message and timers run
+                    self._control(kind, frame, resp2)
+                    continue
+                if handler is None:
+                    to_inbox(message)
+                else:
+                    to_handler((handler, message))
+            else:
+                self._reply(frame)
+        delivery.after_read()
+        return bool(queue or inbox)
 
     def _control(self, kind: Optional[str], frame: List[Any], resp2: bool) -> None:
         # Confirmations and RESP2 pongs: the uncommon frames.
@@ -329,6 +334,8 @@ class Stream:
         fences still waiting, for the owner to settle."""
         self.closed = True
         self._writer.stop()
+        if self._receiver is not None:
+            self._receiver.stop()
         if self._sock is not None:
             self._sock.close()
         fences = list(self.fences)
