@@ -40,6 +40,7 @@ import gevent
 from gevent import getcurrent
 from gevent.event import Event
 from gevent.greenlet import Greenlet
+from gevent.hub import Waiter
 
 from .deadlines import Deadlines
 from .exceptions import ClientClosedError, ConnectionClosedError, ProtocolError
@@ -49,7 +50,7 @@ from . import guards
 from .settings import ConnectionSettings
 from .receiver import READ_SIZE, Receiver, expected
 from .writer import BackgroundGreenlet, Writer
-from .slots import MarkerSlot, RawSlot, failure_for
+from .slots import MarkerSlot, RawSlot, ReaderSlot, failure_for
 
 __all__ = ["BackgroundGreenlet", "Connection", "READ_SIZE", "State"]
 
@@ -91,7 +92,7 @@ class Connection:
         self.error: Optional[BaseException] = None
         self._pending: Deque[Any] = deque()
         self._timeout = settings.socket_timeout
-        self._raw_count = 0  # RawSlots in _pending: replies read undecoded
+        self._special = 0  # ReaderSlots in _pending: the reader looks at those
         self._sock: Any = None
         decode = settings.encoding if settings.decode_responses else None
         self._reader = make_reader(
@@ -141,9 +142,8 @@ class Connection:
         The caller must have checked that the state is CONNECTING or OPEN.
         With ``raw`` the reply is read without decoding (NEVER_DECODE).
         """
-        if raw and self.settings.decode_responses:
-            slot = RawSlot(slot)
-            self._raw_count += 1
+        if raw or type(slot) is not Waiter:
+            slot = self._reader_slot(slot, raw)
         # No greenlet switch from here to the end: slot order is wire order.
         self._pending.append(slot)
         if self._timeout is not None:
@@ -158,11 +158,8 @@ class Connection:
         """Queue several commands packed as one byte string, one slot per
         reply, contiguously: no other caller's command lands between them."""
         for slot in slots:
-            if type(slot) is RawSlot:
-                if self.settings.decode_responses:
-                    self._raw_count += 1
-                else:
-                    slot = slot.target
+            if type(slot) is not Waiter:
+                slot = self._reader_slot(slot, False)
             self._pending.append(slot)
         if self._timeout is not None:
             deadline = self._loop.now() + self._timeout
@@ -172,6 +169,17 @@ class Connection:
         self._out.append(packed)
         if not self._writer.scheduled:
             self._writer.schedule()
+
+    def _reader_slot(self, slot: Any, raw: bool) -> Any:
+        # Count the slots the frame handler must look at (ReaderSlot: read
+        # undecoded, or run code as their reply is parsed).
+        if raw and type(slot) is not RawSlot:
+            slot = RawSlot(slot)
+        if type(slot) is RawSlot and not self.settings.decode_responses:
+            return slot.target  # every reply is read undecoded anyway
+        if isinstance(slot, ReaderSlot):
+            self._special += 1
+        return slot
 
     def close(self, timeout: Optional[float] = None) -> None:
         """Refuse new commands, let the pending ones finish, then close.
@@ -249,8 +257,10 @@ class Connection:
         woken: List[Any] = []
         try:
             while True:
-                if self._raw_count and pending and type(pending[0]) is RawSlot:
-                    decode = False
+                head = None
+                if self._special and pending and isinstance(pending[0], ReaderSlot):
+                    head = pending[0]
+                    decode = head.decode
                 else:
                     decode = True
                 try:
@@ -272,22 +282,27 @@ class Connection:
                     deadlines.popleft()
                     if expiry.expired:
                         expiry.expired -= 1
-                if not decode:
-                    self._raw_count -= 1
+                if head is not None:
+                    self._special -= 1
+                    reply = head.parsed(reply)
                 if integrity:
                     self._check_integrity(slot, reply, woken)
                 else:
                     woken.append(slot)
                     woken.append(reply)
-        finally:
-            if woken:
-                # One hub callback resumes every caller answered by this
-                # read; also when a later reply broke the stream.
+        except BaseException:
+            if woken:  # resume those answered before the stream broke
                 self._loop.run_callback(self._wake, woken)
+            raise
         if len(pending) < self.max_in_flight and not self.room.is_set():
             self.room.set()  # callers waiting for the in-flight limit may go on
         if not pending and self.state is _CLOSING:
             self._fail(ClientClosedError("connection closed by the client"))
+        if woken:
+            if self._receiver.in_hub:
+                self._wake(woken)  # we are the hub: resume them now, in FIFO order
+            else:
+                self._loop.run_callback(self._wake, woken)
 
     def _check_integrity(self, slot: Any, reply: Any, woken: List[Any]) -> None:
         # Hold a batch's replies until its marker comes back intact, so a
@@ -336,7 +351,7 @@ class Connection:
         self._held.clear()
         self._pending.clear()
         self._expiry.clear()
-        self._raw_count = 0
+        self._special = 0
         if pending:
             self._loop.run_callback(_throw_all, pending, exc, self.settings.address)
         current = getcurrent()

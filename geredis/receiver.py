@@ -15,15 +15,26 @@ for), ``on_end(exc)`` is called exactly once and nothing is read any more.
 :meth:`stop` ends it from the owner's side (never blocks); ``on_end`` is then
 not called.
 
-Reading runs in a reader greenlet: ``recv_into`` a reusable 64 KiB buffer,
-``feed``, ``on_data()``. On a plain socket the greenlet parks on the socket's
-read watcher and then makes one non-blocking ``recv_into`` (no EAGAIN first).
-A TLS socket may hold decrypted bytes the kernel no longer shows as readable
-(``pending()``), so it always reads through the SSL object, which waits only
-when it has nothing. After 64 KiB read without a pause, or when ``on_data``
-returns True (messages queued for another greenlet), the reader yields once
-through the event loop (``gevent.idle``) so that timers, other sockets and the
-greenlets it woke can run.
+Where reading runs:
+
+* A plain socket is read **in the hub**, the way hiredis's event-loop
+  adapters call ``redisAsyncHandleRead``: an I/O watcher on the descriptor
+  calls :meth:`_on_readable`, which makes one non-blocking ``recv_into`` into
+  a reusable 64 KiB buffer, feeds the parser and calls ``on_data()``, which
+  may switch to the greenlets its frames answer directly (``in_hub`` is
+  True). A lone round trip is then two greenlet switches (caller to hub,
+  hub to caller), as with a raw socket, instead of four through a reader
+  greenlet and a wake-up callback. One read per callback: while bytes remain
+  the loop calls again after its other watchers and timers had their turn,
+  so a flood never starves anything. ``on_data`` must never block there.
+* A TLS socket may hold decrypted bytes that the kernel no longer shows as
+  readable (``SSLSocket.pending()``), and a read may need a write (key
+  update), so it is read by a reader greenlet through the SSL object, which
+  waits only when it has nothing. ``on_data`` then runs in that greenlet
+  (``in_hub`` is False) and must wake callers through a hub callback. After
+  64 KiB read without a pause, or when ``on_data`` returns True (messages
+  queued for another greenlet), it yields once through the event loop
+  (``gevent.idle``, not ``sleep(0)``) so timers and other sockets run.
 
 Hooks for what is built on it:
 
@@ -74,8 +85,9 @@ class Receiver:
     """
 
     __slots__ = (
-        "bytes_in", "reads", "last_read", "greenlet", "_loop", "_reader", "_on_data",
-        "_on_end", "_address", "_sock", "_stopped",
+        "bytes_in", "reads", "last_read", "greenlet", "in_hub", "_loop", "_reader",
+        "_on_data", "_on_end", "_address", "_sock", "_stopped", "_watcher", "_buf",
+        "_recv_into",
     )  # fmt: skip
 
     def __init__(
@@ -91,8 +103,11 @@ class Receiver:
         self.reads = 0
         #: Loop time of the last read that returned bytes.
         self.last_read: float = loop.now()
-        #: The reader greenlet while reading, else None.
+        #: The reader greenlet while reading (TLS), else None.
         self.greenlet: Optional[Greenlet] = None
+        #: True when ``on_data`` runs in the hub (plain sockets): it may then
+        #: switch to waiting greenlets directly, and must never block.
+        self.in_hub = False
         self._loop = loop
         self._reader = reader
         self._on_data = on_data
@@ -100,25 +115,60 @@ class Receiver:
         self._address = address
         self._sock: Any = None
         self._stopped = False
+        self._watcher: Any = None
+        self._buf = bytearray(READ_SIZE)
+        self._recv_into: Any = None
 
     def start(self, sock: Any) -> None:
         """Start reading ``sock`` (connected, handshake done); returns at once."""
         self._sock = sock
-        if not self._stopped:
+        if self._stopped:
+            return
+        if hasattr(sock, "_sslobj"):
             self.greenlet = BackgroundGreenlet.spawn(self._run)
+        else:
+            self.in_hub = True
+            self._recv_into = sock._sock.recv_into  # the non-blocking syscall
+            self._watcher = self._loop.io(sock.fileno(), 1)  # 1: readable
+            self._watcher.start(self._on_readable)
 
     def stop(self) -> None:
         """Stop reading; ``on_end`` will not be called. Never blocks, safe to
         call again. The owner closes the socket afterwards."""
         self._stopped = True
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.close()  # before the socket closes: never watch a closed fd
         greenlet = self.greenlet
         if greenlet is not None and greenlet is not getcurrent():
             greenlet.kill(block=False)
 
     def _end(self, exc: BaseException) -> None:
         if not self._stopped:
-            self._stopped = True
+            self.stop()
             self._on_end(exc)
+
+    def _on_readable(self) -> None:
+        # Runs in the hub when the plain socket is readable: one read, then
+        # back to the loop (which calls again while bytes remain), so other
+        # sockets and timers get their turn between two reads.
+        if self._stopped:
+            return
+        try:
+            n = self._recv_into(self._buf)
+            if not n:
+                raise ConnectionClosedError(f"{self._address} closed the connection")
+            self.bytes_in += n
+            self.reads += 1
+            self.last_read = self._loop.now()
+            self._reader.feed(self._buf, 0, n)
+            self._on_data()
+        except BlockingIOError:
+            return  # readable, but nothing after all
+        except BaseException as exc:  # noqa: B902 - the stream is over, whatever ended it
+            self._end(exc)
+            if not expected(exc):
+                raise  # a bug worth a report from the hub
 
     def _run(self) -> None:
         # The reader greenlet.
@@ -133,27 +183,17 @@ class Receiver:
                 self.greenlet = None
 
     def _read_loop(self) -> None:
-        sock = self._sock
-        buf = bytearray(READ_SIZE)
+        # TLS: the SSL object may hold decrypted bytes that the kernel no
+        # longer shows as readable, so read through it (it waits only when
+        # it has nothing) instead of watching the file descriptor.
+        recv_into = self._sock.recv_into
+        buf = self._buf
         feed = self._reader.feed
         on_data = self._on_data
         now = self._loop.now
-        if hasattr(sock, "_sslobj"):  # TLS: the SSL object may hold decrypted bytes
-            recv_into = sock.recv_into
-            wait = read_event = None
-        else:
-            recv_into = sock._sock.recv_into  # non-blocking; called once readable
-            wait, read_event = sock._wait, sock._read_event
         unyielded = 0
         while not self._stopped:
-            if wait is not None:
-                wait(read_event)
-                try:
-                    n = recv_into(buf)
-                except BlockingIOError:  # woken, but nothing after all
-                    continue
-            else:
-                n = recv_into(buf)
+            n = recv_into(buf)
             if not n:
                 raise ConnectionClosedError(f"{self._address} closed the connection")
             self.bytes_in += n

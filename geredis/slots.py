@@ -1,8 +1,9 @@
 """Result slots: what the connection's FIFO holds, one per expected reply.
 
 How this works: a slot is anything with ``switch(reply)`` and ``throw(exc)``,
-both called **in the hub** only (the connection schedules them as loop
-callbacks), never from the reader greenlet directly.
+both called **in the hub** only: by the receiver's frame handler, which runs in
+the hub for plain sockets, or through a loop callback (TLS reader greenlet,
+failures, timeouts).
 
 * A blocking caller's slot is a ``gevent.hub.Waiter``: the caller calls
   ``get()``, which parks its greenlet; ``switch`` resumes it with the reply
@@ -13,8 +14,10 @@ callbacks), never from the reader greenlet directly.
   and measured 30-50% cheaper per command at high concurrency.
 * :class:`FutureSlot` is an ``AsyncResult`` for the future form
   (``execute_async``); ``switch``/``throw`` set it.
-* :class:`RawSlot` marks a reply to read without decoding (redis-py's
-  NEVER_DECODE, e.g. DUMP with ``decode_responses=True``) and forwards.
+* :class:`ReaderSlot` is the hook for code that must run in the reader as a
+  reply is parsed, in stream order (a client-side cache); :class:`RawSlot`,
+  one of them, marks a reply to read without decoding (redis-py's
+  NEVER_DECODE, e.g. DUMP with ``decode_responses=True``).
 * :class:`MarkerSlot` stands for the ECHO marker the connection appends to
   each batch when ``integrity_check`` is on; the reader checks its reply.
 * :class:`BatchSlot` collects the replies of a batch (a pipeline) appended
@@ -32,7 +35,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .exceptions import ConnectionClosedError
 
-__all__ = ["BatchSlot", "FutureSlot", "MarkerSlot", "RawSlot", "failure_for"]
+__all__ = ["BatchSlot", "FutureSlot", "MarkerSlot", "RawSlot", "ReaderSlot", "failure_for"]
 
 
 class FutureSlot(AsyncResult):  # type: ignore[misc]
@@ -46,19 +49,44 @@ class FutureSlot(AsyncResult):  # type: ignore[misc]
             self.set_exception(exc)
 
 
-class RawSlot:
-    """Forwards to ``target``; tells the reader not to decode this reply."""
+class ReaderSlot:
+    """A slot the connection's frame handler looks at before resolving it;
+    forwards the outcome to ``target`` (a Waiter, a FutureSlot...).
+
+    Subclasses set ``decode = False`` to have the reply read undecoded, and
+    override :meth:`parsed` to run code at the moment the reply is parsed:
+    in the reader, in stream order (after every earlier frame, push frames
+    included, and before any later one), before ``target`` is woken. That is
+    where a client-side cache stores a value (issue 11); it must not block
+    and should not raise (an exception becomes this caller's reply).
+    Costs nothing for the connection's other slots.
+    """
 
     __slots__ = ("target",)
 
+    decode = True
+
     def __init__(self, target: Any) -> None:
         self.target = target
+
+    def parsed(self, reply: Any) -> Any:
+        """Runs in the reader as the reply is parsed; returns what
+        ``target`` gets (by default the reply itself)."""
+        return reply
 
     def switch(self, reply: Any) -> None:
         self.target.switch(reply)
 
     def throw(self, exc: BaseException) -> None:
         self.target.throw(exc)
+
+
+class RawSlot(ReaderSlot):
+    """Tells the reader not to decode this reply (redis-py's NEVER_DECODE)."""
+
+    __slots__ = ()
+
+    decode = False
 
 
 class MarkerSlot:
