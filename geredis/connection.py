@@ -284,7 +284,10 @@ class Connection:
                         expiry.expired -= 1
                 if head is not None:
                     self._special -= 1
-                    reply = head.parsed(reply)
+                    try:
+                        reply = head.parsed(reply)
+                    except Exception as exc:  # noqa: B902 - the hook's bug is its caller's
+                        reply = exc
                 if integrity:
                     self._check_integrity(slot, reply, woken)
                 else:
