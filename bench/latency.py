@@ -7,8 +7,9 @@ What is measured: one greenlet (the only one in its process) does ``count``
 ``GET bench:latency`` round trips in a loop, each timed with
 ``perf_counter``; the process reports round trips per second (wall time),
 client CPU per round trip (``time.process_time``: user + system time of the
-client process only; the user part alone is printed too) and the p50/p99 of a lone GET. Configurations, each in a
-fresh process that calls ``gevent.monkey.patch_all()`` first:
+client process only; the user part alone is printed too) and the p50/p99 of a
+lone GET. Configurations, each in a fresh process that calls
+``gevent.monkey.patch_all()`` first:
 
 * ``raw socket``: a ``gevent.socket`` with TCP_NODELAY: ``sendall`` the packed
   GET, then ``recv_into`` until the reply's line end; nothing else (the
@@ -22,6 +23,10 @@ printed, with each one's ratio to the raw socket (round trips/s: higher is
 better; CPU per round trip: lower is better). On a 2-core VM the wake-up of an
 idle vCPU dominates a lone round trip, so absolute numbers swing with the
 machine's load: compare within one run only.
+
+``--baseline DIR`` also runs the geredis configurations with the ``geredis``
+package found in DIR (e.g. ``git archive main geredis | tar -x -C DIR``), in
+the same rounds: before/after numbers from one run.
 """
 
 from __future__ import annotations
@@ -167,7 +172,8 @@ def main() -> None:
         rps, cpu = median(config, "rps"), median(config, "cpu_us")
         print(f"{config:>26} | {rps:>13,.0f} | {rps / median(raw, 'rps'):>5.2f}x"
               f" | {cpu:>9.1f} | {cpu / median(raw, 'cpu_us'):>5.2f}x"
-              f" | {median(config, 'user_us'):>7.1f} | {median(config, 'p50_us'):>7.1f} | {median(config, 'p99_us'):>7.1f}")
+              f" | {median(config, 'user_us'):>7.1f} | {median(config, 'p50_us'):>7.1f}"
+              f" | {median(config, 'p99_us'):>7.1f}")
     os.makedirs(os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"), exist_ok=True)
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latency.json")
     with open(path, "w") as f:

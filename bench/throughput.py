@@ -19,6 +19,10 @@ redis-py uses its hiredis parser (checked). Rounds interleave the
 configurations and the median of the rounds is printed, with each redis-py
 setting's ratio to geredis, since the machine is shared and noisy. Results go
 to ``bench/results/throughput.json`` and a plot to ``bench/throughput.png``.
+
+``--baseline DIR`` also runs the geredis configurations with the ``geredis``
+package found in DIR (e.g. ``git archive main geredis | tar -x -C DIR``), in
+the same rounds: before/after numbers from one run.
 """
 
 from __future__ import annotations
