@@ -73,8 +73,10 @@ class Connection:
 
     Args:
         settings: where to connect and how to initialise the connection.
-        on_push: called in the reader greenlet with each RESP3 push message
-            (pub/sub messages, invalidations); pushes are dropped when None.
+        on_push: called by the reader with each RESP3 push message (pub/sub
+            messages, invalidations), in stream order with the replies; on a
+            plain socket it runs in the hub and must not block. Pushes are
+            dropped when None.
         parser: ``"auto"``, ``"hiredis"`` or ``"python"``.
     """
 
