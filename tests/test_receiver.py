@@ -7,6 +7,7 @@ from typing import Any, List
 
 import gevent
 import greenlet
+import redis
 from gevent.hub import Waiter
 
 import geredis
@@ -130,3 +131,37 @@ def test_a_flood_of_replies_does_not_starve_timers(redis_server: RedisServer) ->
         t.join(timeout=10)
     assert all(len(v) == 4 << 20 for v in values)
     assert during >= 2, "the timer never ran while the replies were read"
+
+
+def test_a_caller_woken_by_the_reader_may_abort_the_connection() -> None:
+    def script(peer: Peer) -> None:
+        peer.command()
+        peer.command()
+        peer.command()
+        peer.send(b"$1\r\na\r\n$1\r\nb\r\n")  # two replies in one read, the third never
+        peer.command()
+
+    got: List[Any] = []
+    with FakeServer(script) as server:
+        conn = Connection(geredis.Redis(**server.client_kwargs()).settings)
+        waiters = [Waiter(), Waiter(), Waiter()]
+
+        def first() -> None:
+            got.append(waiters[0].get())
+            conn.abort()  # in the middle of the reader's pass over this read
+
+        def other(i: int) -> None:
+            try:
+                got.append(waiters[i].get())
+            except redis.ConnectionError as exc:
+                got.append(type(exc))
+
+        greenlets = [gevent.spawn(first), gevent.spawn(other, 1), gevent.spawn(other, 2)]
+        gevent.sleep(0)
+        for waiter in waiters:
+            conn.submit(b"*2\r\n$3\r\nGET\r\n$1\r\nx\r\n", waiter)
+        gevent.joinall(greenlets, timeout=10, raise_error=True)
+        conn.close()
+    # The second reply was read with the first: it is delivered; the third fails.
+    assert got[:2] == [b"a", b"b"] and issubclass(got[2], redis.ConnectionError)
+    assert conn.state is State.CLOSED
