@@ -115,8 +115,7 @@ class Connection:
         self._marker = 0
         self._held: List[Any] = []  # integrity: (slot, reply) awaiting a marker
         self._writer = Writer(
-            self._loop, self._fail, self._append_marker if self._integrity else None,
-            self._after_send,
+            self._loop, self._fail, self._append_marker if self._integrity else None
         )
         self._out = self._writer.out  # never replaced, only cleared
         self._receiver = Receiver(
@@ -219,14 +218,6 @@ class Connection:
         self._pending.append(MarkerSlot(expected))
         if self._timeout is not None:
             self._deadlines.append(self._loop.now() + self._timeout)
-
-    def _after_send(self) -> None:
-        # A lone caller's command just left (nothing else in flight): when
-        # the server is quick its reply is already here, so read it now, in
-        # this pass of the loop, instead of after another poll of the loop
-        # (one recv that may find nothing, as a raw socket's does).
-        if len(self._pending) == 1:
-            self._receiver.poll()
 
     # -- reading -----------------------------------------------------------
 

@@ -148,12 +148,6 @@ class Receiver:
             self.stop()
             self._on_end(exc)
 
-    def poll(self) -> None:
-        """In the hub, read now if bytes are already there (never blocks;
-        nothing happens on a TLS socket or before :meth:`start`)."""
-        if self._watcher is not None:
-            self._on_readable()
-
     def _on_readable(self) -> None:
         # Runs in the hub when the plain socket is readable: one read, then
         # back to the loop (which calls again while bytes remain), so other

@@ -39,14 +39,11 @@ class Writer:
         on_error: called with the exception when a send fails.
         before_send: called before each batch leaves, while ``out`` holds it
             (the integrity check appends its marker there); None for nothing.
-        after_send: called in the hub after a flush sent its whole batch
-            with one non-blocking send (the lone caller's fast path: its
-            reply may already be there); None for nothing.
     """
 
     __slots__ = (
         "out", "scheduled", "greenlet", "stopped", "_loop", "_sock", "_raw_send",
-        "_on_error", "_before_send", "_after_send",
+        "_on_error", "_before_send",
     )  # fmt: skip
 
     def __init__(
@@ -54,7 +51,6 @@ class Writer:
         loop: Any,
         on_error: Callable[[BaseException], None],
         before_send: Optional[Callable[[], None]] = None,
-        after_send: Optional[Callable[[], None]] = None,
     ) -> None:
         self.out: List[Any] = []
         self.scheduled = False
@@ -66,7 +62,6 @@ class Writer:
         self._raw_send: Any = None
         self._on_error = on_error
         self._before_send = before_send
-        self._after_send = after_send
 
     def attach(self, sock: Any) -> None:
         """Start writing to ``sock`` (what was collected leaves at the next
@@ -103,8 +98,6 @@ class Writer:
         if sent < len(data):
             out.append(memoryview(data)[sent:])
             self.greenlet = BackgroundGreenlet.spawn(self._drain)
-        elif self._after_send is not None:
-            self._after_send()
 
     def _drain(self) -> None:
         # The writer greenlet: finishes what one non-blocking send could not.
