@@ -29,11 +29,13 @@ from gevent.event import AsyncResult
 from gevent.hub import Waiter
 from redis._parsers.encoders import Encoder
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
-from redis.exceptions import ResponseError
+from redis.exceptions import ReadOnlyError, ResponseError
 
 from .connection import Connection, State
 from .dedicated import DedicatedPool, wait_bound
-from .exceptions import ClientClosedError, SharedConnectionError, TimeoutError
+from .exceptions import (
+    ClientClosedError, ConnectionClosedError, SharedConnectionError, TimeoutError,
+)
 from .lock import Lock
 from .pipeline import PIPELINE_THRESHOLD, Pipeline, run_transaction
 from .compat import Futures, PoolView, response_callbacks, settings_from_kwargs
@@ -50,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Redis", "finish_reply", "from_url"]
 
 _OPEN = State.OPEN
+_CLOSING = State.CLOSING
 _CLOSED = State.CLOSED
 _dict_get = dict.get
 _R = TypeVar("_R", bound="Redis")
@@ -156,8 +159,10 @@ class Redis(redis.Redis):  # type: ignore[misc]
         try:
             reply = waiter.get()  # TimeoutError after socket_timeout
         except self._retry.errors as exc:
-            reply = self._retry_command(command, packed, options, conn, exc)
+            reply = self._retry_command(command, packed, options, conn.opened, exc)
         if options or isinstance(reply, Exception):
+            if type(reply) is ReadOnlyError and self.settings.address_resolver is not None:
+                reply = self._after_demotion(command, packed, options, conn, reply)
             return self._finish(command, reply, options)
         callback = _dict_get(self.response_callbacks, command)
         if callback is not None:
@@ -209,7 +214,7 @@ class Redis(redis.Redis):  # type: ignore[misc]
             if self._closed:
                 raise ClientClosedError("this geredis client was closed")
             conn = self._connection
-            if conn is None or conn.state is _CLOSED:
+            if conn is None or conn.state is _CLOSED or conn.state is _CLOSING:
                 conn = self._connection = Connection(self.settings, parser=self._parser)
             if conn.pending < conn.max_in_flight:
                 return conn
@@ -222,23 +227,49 @@ class Redis(redis.Redis):  # type: ignore[misc]
                 )
 
     def _retry_command(
-        self, command: str, packed: bytes, options: Dict[str, Any], conn: Connection,
+        self, command: str, packed: bytes, options: Dict[str, Any], sent: bool,
         exc: BaseException,
     ) -> Any:
         """Send a command again after its connection failed, when it is safe
-        (see ``retry.py``); raise the last error otherwise."""
+        (see ``retry.py``; ``sent`` is False if it never left); raise the
+        last error otherwise. With an address resolver, a pause ends early
+        when the resolver learns a new address (a failover)."""
         failures = 1
-        while self._retry.should_retry(command, exc, failures, conn.opened):
-            gevent.sleep(self._retry.delay(failures))
+        resolver = self.settings.address_resolver
+        while self._retry.should_retry(command, exc, failures, sent):
+            if resolver is None:
+                gevent.sleep(self._retry.delay(failures))
+            else:
+                resolver.wait_moved(self._retry.delay(failures))
             conn = self._usable_connection()
+            sent = True
             waiter = Waiter()
             conn.submit(packed, waiter, NEVER_DECODE in options)
             try:
                 return waiter.get()
             except self._retry.errors as again:
                 exc = again
+                sent = conn.opened
                 failures += 1
         raise exc
+
+    def _after_demotion(self, command: str, packed: bytes, options: Dict[str, Any],
+                        conn: Connection, reply: ReadOnlyError) -> Any:
+        """A READONLY reply through an address resolver: the node was demoted
+        under the connection. It did not run the command, so the command is
+        sent again (when retries are on) once the resolver found the
+        primary; otherwise ConnectionError, as redis-py's Sentinel raises.
+        For a resolver that does not follow a primary, the reply stands."""
+        resolver = self.settings.address_resolver
+        assert resolver is not None
+        if not resolver.demoted(conn._sock):
+            return reply  # a replica client: READONLY is the answer
+        conn.close_nowait()  # no new commands there; those in flight finish
+        error = ConnectionClosedError(
+            f"{self.settings.address}: the node was demoted (READONLY); not sent again"
+        )
+        error.__cause__ = reply
+        return self._retry_command(command, packed, options, False, error)
 
     def _finish(self, command: str, reply: Any, options: Dict[str, Any]) -> Any:
         return finish_reply(self.response_callbacks, command, reply, options)

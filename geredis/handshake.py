@@ -9,19 +9,25 @@ connection with redis-py's class for it (``AuthenticationError`` for a wrong
 password, ``ConnectionError`` for "max number of clients reached"), except for
 steps marked optional (CLIENT SETINFO, unknown before Redis 7.2). Whatever
 goes wrong, the socket is closed before the error leaves.
+
+With an ``address_resolver`` in the settings (Sentinel), the resolver picks
+the node: it gets an ``open_node(host, port, extra_steps)`` function that
+does the above for that address, with ``extra_steps`` (``ROLE``) pipelined
+after the handshake in the same write, and returns their replies.
 """
 
 from __future__ import annotations
 
-from typing import Any, List
+import dataclasses
+from typing import Any, List, Sequence, Tuple
 
 import gevent
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .exceptions import ConnectionClosedError
-from .network import open_socket
+from .network import open_socket, share_ssl_context
 from .protocol import NEED_DATA, Packer
-from .settings import ConnectionSettings
+from .settings import ConnectionSettings, HandshakeStep
 
 __all__ = ["open_initialised"]
 
@@ -35,13 +41,26 @@ def open_initialised(settings: ConnectionSettings, reader: Any, packer: Packer) 
             closed the connection or refused a step.
         AuthenticationError: wrong credentials (a ConnectionError too).
     """
+    resolver = settings.address_resolver
+    if resolver is None:
+        return _open(settings, reader, packer, ())[0]
+
+    def open_node(host: str, port: int, extra: Sequence[HandshakeStep] = ()) -> Tuple[Any, List[Any]]:
+        node = dataclasses.replace(settings, host=host, port=port, address_resolver=None)
+        share_ssl_context(settings, node)
+        return _open(node, reader, packer, extra)
+
+    return resolver.connect(open_node)
+
+
+def _open(settings: ConnectionSettings, reader: Any, packer: Packer,
+          extra: Sequence[HandshakeStep]) -> Tuple[Any, List[Any]]:
     timeout = settings.socket_connect_timeout
     timer = gevent.Timeout._start_new_or_dummy(timeout)
     sock = None
     try:
         sock = open_socket(settings)
-        _handshake(sock, settings, reader, packer)
-        return sock
+        return sock, _handshake(sock, settings, reader, packer, extra)
     except BaseException as exc:
         if sock is not None:
             sock.close()
@@ -54,10 +73,12 @@ def open_initialised(settings: ConnectionSettings, reader: Any, packer: Packer) 
         timer.close()
 
 
-def _handshake(sock: Any, settings: ConnectionSettings, reader: Any, packer: Packer) -> None:
-    steps = settings.handshake()
+def _handshake(sock: Any, settings: ConnectionSettings, reader: Any, packer: Packer,
+               extra: Sequence[HandshakeStep]) -> List[Any]:
+    # Returns the replies to the ``extra`` steps.
+    steps = settings.handshake() + list(extra)
     if not steps:
-        return
+        return []
     sock.sendall(b"".join(packer.pack(args) for args, _ in steps))
     replies = _read_replies(sock, reader, len(steps), settings.address)
     for (args, optional), reply in zip(steps, replies):
@@ -69,6 +90,7 @@ def _handshake(sock: Any, settings: ConnectionSettings, reader: Any, packer: Pac
             if isinstance(reply, RedisConnectionError):
                 raise reply  # AuthenticationError and friends, as they are
             raise ConnectionClosedError(f"handshake {args[0]} failed: {reply}")
+    return replies[len(steps) - len(extra):]
 
 
 def _read_replies(sock: Any, reader: Any, count: int, address: str) -> List[Any]:

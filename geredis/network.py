@@ -39,7 +39,7 @@ from gevent import ssl as gevent_ssl
 from .exceptions import AuthenticationError, ConnectionClosedError
 from .settings import ConnectionSettings
 
-__all__ = ["TLSError", "open_socket", "ssl_context"]
+__all__ = ["TLSError", "open_socket", "share_ssl_context", "ssl_context"]
 
 
 class TLSError(ConnectionClosedError, AuthenticationError):
@@ -165,6 +165,13 @@ def ssl_context(settings: ConnectionSettings) -> gevent_ssl.SSLContext:
             ) from exc
         cache[_CONTEXT_ATTR] = context
     return context  # type: ignore[no-any-return]
+
+
+def share_ssl_context(source: ConnectionSettings, target: ConnectionSettings) -> None:
+    """Let ``target`` (the same settings pointed at another node) reuse
+    ``source``'s SSLContext instead of building its own at each connect."""
+    if source.ssl:
+        vars(target)[_CONTEXT_ATTR] = ssl_context(source)
 
 
 #: Handshake errors that say the connection ended, not that TLS failed.

@@ -19,6 +19,10 @@ the same meanings and defaults (the certificate and the host name are
 checked); ``network.py`` turns them into one ``SSLContext`` per settings
 object. Invalid TLS values are refused here, when the client is built.
 
+An ``address_resolver`` (Sentinel) replaces the fixed host and port: every
+connection of the client then asks it where to connect, and it may check the
+node (``ROLE``) as part of the handshake; see :class:`AddressResolver`.
+
 Passwords live here and nowhere else; ``repr`` never shows them.
 """
 
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import ssl as _ssl
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 from urllib.parse import parse_qs, unquote, urlparse
 
 from redis.credentials import CredentialProvider
@@ -35,6 +39,46 @@ from . import __about__
 
 # (args, ignore_error_reply): one handshake step.
 HandshakeStep = Tuple[Tuple[Any, ...], bool]
+
+#: ``open_node(host, port, extra_steps)``: connect to one node and run the
+#: handshake plus ``extra_steps`` (their replies come back, error replies as
+#: values): ``(socket, replies)``. Given to :meth:`AddressResolver.connect`.
+OpenNode = Callable[[str, int, Sequence[HandshakeStep]], Tuple[Any, List[Any]]]
+
+
+class AddressResolver(Protocol):
+    """Where the connections of a client go, decided at each connect (a
+    Sentinel-managed client follows its primary this way).
+
+    Every connection geredis opens (shared, dedicated, pub/sub, monitor,
+    pinned) goes through ``handshake.open_initialised``, which hands the
+    resolver an ``open_node`` function instead of connecting to ``host``
+    and ``port``.
+    """
+
+    def describe(self) -> str:
+        """What the client is connected to, for messages and ``repr``."""
+        ...
+
+    def connect(self, open_node: OpenNode) -> Any:
+        """Pick a node, open it with ``open_node`` and return the socket.
+
+        Raises:
+            redis.ConnectionError: no usable node.
+        """
+        ...
+
+    def wait_moved(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if the resolver learns a new address
+        meanwhile (a retry after a failover need not wait out its backoff)."""
+        ...
+
+    def demoted(self, sock: Any) -> bool:
+        """A command sent on ``sock`` (a socket :meth:`connect` returned) got
+        a READONLY error. Returns True if this resolver follows a primary
+        (that node is no longer it: find the primary again), False if READONLY
+        is a normal answer here (replicas)."""
+        ...
 
 _DEFAULT_TIMEOUT: Optional[float]
 try:  # redis-py 8 defaults to a 5 s socket timeout; follow the installed one.
@@ -242,6 +286,11 @@ class ConnectionSettings:
     #: stream; a mismatch (a desynchronised stream) fails the connection
     #: instead of delivering wrong values. Costs one command per batch.
     integrity_check: bool = False
+    #: Decides where each connection goes instead of ``host``/``port``
+    #: (``geredis.sentinel``); None connects to ``host``/``port``.
+    address_resolver: Optional[AddressResolver] = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.ssl:
@@ -277,7 +326,10 @@ class ConnectionSettings:
     @property
     def address(self) -> str:
         """``host:port`` (``rediss://host:port`` over TLS) or the unix socket
-        path, for messages and repr."""
+        path, for messages and repr; the address resolver's description
+        when there is one."""
+        if self.address_resolver is not None:
+            return self.address_resolver.describe()
         if self.unix_socket_path:
             return self.unix_socket_path
         if self.ssl:
