@@ -21,7 +21,7 @@ A caller that times out (``redis.TimeoutError``), is killed or hits its own
 from __future__ import annotations
 
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Type, TypeVar
 
 import gevent
 import redis
@@ -270,6 +270,23 @@ class Redis(redis.Redis):  # type: ignore[misc]
         )
         error.__cause__ = reply
         return self._retry_command(command, packed, options, False, error)
+
+    def _check_batch(self, conn: Connection, replies: List[Any]) -> List[Any]:
+        """A batch's (pipeline's) replies, checked: through an address
+        resolver, a READONLY reply means the node was demoted under the
+        connection, so leave it and raise ConnectionError, as for a single
+        command without retries."""
+        resolver = self.settings.address_resolver
+        if resolver is None:
+            return replies
+        for reply in replies:
+            if type(reply) is ReadOnlyError and resolver.demoted(conn._sock):
+                conn.close_nowait()
+                raise ConnectionClosedError(
+                    f"{self.settings.address}: the node was demoted (READONLY) during the"
+                    " pipeline; its writes were not applied"
+                ) from reply
+        return replies
 
     def _finish(self, command: str, reply: Any, options: Dict[str, Any]) -> Any:
         return finish_reply(self.response_callbacks, command, reply, options)

@@ -321,12 +321,14 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
             slot = BatchSlot(len(commands))
             shared = self._client._usable_connection()
             shared.submit_batch(packed, _slots(slot, commands))
-            consume(0, slot.result.get())
+            consume(0, self._client._check_batch(shared, slot.result.get()))
 
     def _exchange(self, conn: Connection, commands: Sequence[Command], extra: float,
                   consume: Callable[[int, List[Any]], None]) -> None:
+        check = self._client._check_batch  # READONLY: the node was demoted (Sentinel)
         exchange(conn, self._client._packer, commands,
-                 wait_bound(extra, self._client._timeout), consume)
+                 wait_bound(extra, self._client._timeout),
+                 lambda offset, replies: consume(offset, check(conn, replies)))
 
     def _check_stack(self, stack: List[Command], mode: str) -> float:
         """:meth:`_check` every queued command; the total they may block."""

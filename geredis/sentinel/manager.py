@@ -132,7 +132,7 @@ class Sentinel(SentinelCommands):  # type: ignore[misc]
             try:
                 masters: Any = sentinel.sentinel_masters()
             except (ConnectionError, TimeoutError) as exc:
-                errors.append(f"{sentinel.settings.host}:{sentinel.settings.port} - {exc!r}")
+                errors.append(f"{sentinel.settings.address} - {type(exc).__name__}: {exc}")
                 continue
             state = masters.get(service_name)
             if state and self.check_master_state(state, service_name):

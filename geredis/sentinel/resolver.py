@@ -19,8 +19,9 @@ Primary (``master_for``):
   with nothing sent, so the client's retry policy may try again.
 * Every socket it hands out is remembered (weakly) by node address. When
   the resolver learns that the primary is another node (``+switch-master``
-  from the sentinels, a discovery, ``+convert-to-slave``), it shuts down
-  every socket to any other node at once: the client's shared connection,
+  from the sentinels, a discovery, ``+convert-to-slave``), it closes
+  every socket to any other node at once (and connects still under way to
+  it are abandoned): the client's shared connection,
   idle and busy dedicated ones, pub/sub streams (they resubscribe on the new
   primary), monitors and pinned clients all see their connection end, fail
   what was in flight with ConnectionError, and reconnect through the
@@ -38,9 +39,11 @@ from __future__ import annotations
 
 import random
 import socket as _socket
+import struct
 import weakref
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
+import gevent
 from gevent.event import AsyncResult, Event
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.sentinel import MasterNotFoundError, SlaveNotFoundError
@@ -71,6 +74,18 @@ def _role(reply: Any) -> Optional[str]:
     if isinstance(reply, (list, tuple)) and reply:
         return _text(reply[0])
     return None
+
+
+def _attempt(open_node: OpenNode, address: Address) -> Tuple[Any, Optional[BaseException]]:
+    # One connect in a greenlet of its own: (result, None) or (None, error).
+    try:
+        return open_node(address[0], address[1], _ROLE), None
+    except Exception as exc:  # noqa: BLE001 - handed to the caller
+        return None, exc
+
+
+#: SO_LINGER on, 0 seconds: close() resets the connection.
+_ABORT = struct.pack("ii", 1, 0)
 
 
 class SentinelResolver:
@@ -122,7 +137,7 @@ class SentinelResolver:
         address = self.primary if self.primary is not None else self._discover()
         host, port = address
         try:
-            sock, (role,) = open_node(host, port, _ROLE)
+            sock, (role,) = self._open_unless_moved(open_node, address)
         except RedisConnectionError:
             self._forget(address)
             raise
@@ -143,13 +158,35 @@ class SentinelResolver:
         self._track(address, sock)
         return sock
 
+    def _open_unless_moved(self, open_node: OpenNode, address: Address) -> Tuple[Any, List[Any]]:
+        """``open_node`` on ``address``, given up as soon as the primary
+        moves: a connect to a primary that hangs (stopped, partitioned) would
+        otherwise wait out ``socket_connect_timeout`` after the failover."""
+        moved = self._moved
+        attempt = BackgroundGreenlet.spawn(_attempt, open_node, address)
+        try:
+            gevent.wait([attempt, moved], count=1)
+            finished = attempt.ready()
+        finally:
+            if not attempt.ready():
+                attempt.kill()  # its socket is closed on the way out
+        if not finished:
+            raise ConnectionClosedError(
+                f"the primary of {self.service_name!r} moved from {address[0]}:{address[1]}"
+                " while connecting to it"
+            )
+        result, error = attempt.value
+        if error is not None:
+            raise error
+        return result  # type: ignore[no-any-return]
+
     def _connect_replica(self, open_node: OpenNode) -> Any:
         errors: List[str] = []
         for address in self._replica_candidates():
             try:
                 sock, _ = open_node(address[0], address[1], ())
             except RedisConnectionError as exc:
-                errors.append(f"{address[0]}:{address[1]} - {exc!r}")
+                errors.append(f"{address[0]}:{address[1]} - {type(exc).__name__}: {exc}")
                 continue
             self._track(address, sock)
             return sock
@@ -181,6 +218,9 @@ class SentinelResolver:
         if flight is None:
             flight = self._flight = AsyncResult()
             BackgroundGreenlet.spawn(self._run_discovery, flight)
+        gevent.wait([flight, self._moved], count=1)
+        if not flight.ready() and self.primary is not None:
+            return self.primary  # an event told first
         try:
             return flight.get()  # type: ignore[no-any-return]
         except RedisConnectionError as exc:
@@ -268,10 +308,13 @@ class SentinelResolver:
         sockets.add(sock)
 
     def drop(self, address: Address) -> None:
-        """End every connection to ``address`` now: each reader sees the end
-        of its stream and fails what was pending there."""
+        """End every connection to ``address`` now: each reader sees its
+        socket closed and fails what was pending there. The close is abortive
+        (RST): a node that hangs and comes back later finds the connection
+        reset and discards the commands it had not read yet."""
         for sock in list(self._sockets.pop(address, ())):
             try:
-                sock.shutdown(_socket.SHUT_RDWR)
+                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, _ABORT)
             except OSError:
-                pass  # closed already
+                pass  # closed already, or not TCP
+            sock.close()

@@ -27,6 +27,8 @@ def deployment() -> Iterator[Topology]:
 
 @pytest.fixture
 def topo(deployment: Topology) -> Iterator[Topology]:
+    for port in list(deployment.paused):  # a test failed before resuming it
+        deployment.resume(port)
     for sentinel in deployment.sentinels:
         if sentinel.process is None:
             sentinel.start()

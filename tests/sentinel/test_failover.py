@@ -11,6 +11,7 @@ acknowledged one must be on the new primary.
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any, Dict, List
 
@@ -22,6 +23,8 @@ import geredis
 from geredis.sentinel import Sentinel
 
 from .topology import SERVICE, Topology, wait_for
+
+_tags = itertools.count()
 
 #: What the client may raise while the primary moves.
 MOVING = (redis.ConnectionError, redis.TimeoutError)
@@ -40,6 +43,7 @@ class Load:
         self.wrong: List[Any] = []
         self.slowest = 0.0
         self.acked_post: List[str] = []
+        self.tag = f"t{next(_tags)}"  # keys of earlier tests may have replicated anywhere
         self.greenlets = [gevent.spawn(self._work, i) for i in range(count)]
 
     def _op(self, *args: Any) -> Any:
@@ -54,7 +58,7 @@ class Load:
         while not self.stop:
             n += 1
             phase = self.phase
-            key, value = f"{phase}:{worker}", f"{worker}:{n}"
+            key, value = f"{self.tag}:{phase}:{worker}", f"{worker}:{n}"
             try:
                 self._op("SET", key, value)
                 if phase == "post":
@@ -82,8 +86,8 @@ def moved(client: geredis.Redis, old: int) -> bool:
 
 def check_post_phase(topo: Topology, load: Load, old: int, new: int) -> None:
     assert load.acked_post, "no write succeeded after the failover"
-    assert topo.call(old, "KEYS", "post:*") == [], "a write reached the old primary"
-    on_new = set(topo.call(new, "KEYS", "post:*"))
+    assert topo.call(old, "KEYS", f"{load.tag}:post:*") == [], "a write reached the old primary"
+    on_new = set(topo.call(new, "KEYS", f"{load.tag}:post:*"))
     assert set(load.acked_post) <= on_new
     assert not load.wrong, f"replies to the wrong caller: {load.wrong[:5]}"
     assert load.slowest < load.timeout * 12
@@ -122,7 +126,7 @@ def test_sentinel_failover_under_load(topo: Topology, sentinel: Sentinel) -> Non
         assert blocked.dead and isinstance(blocked.exception, redis.ConnectionError)
         gevent.spawn_later(0.2, client.rpush, "jobs", "j1")
         assert client.blpop(["jobs"], timeout=10) == ("jobs", "j1")
-        value = replica.get("post:0")  # the replica client reads on after the failover
+        value = replica.get(f"{load.tag}:post:0")  # the replica client reads on after the failover
         assert value is None or value.startswith("0:")
     finally:
         pubsub.close()
@@ -159,4 +163,35 @@ def test_killed_primary_under_load(topo: Topology, sentinel: Sentinel) -> None:
         assert recovered < 40
     finally:
         client.close()
+    topo.demote(old, new)
+
+
+@pytest.mark.timeout(180)
+def test_hung_primary_under_load(topo: Topology, sentinel: Sentinel) -> None:
+    # A primary that stops answering (SIGSTOP: its kernel still accepts
+    # connections and bytes) holds every command and every connect in flight;
+    # the failover releases them at once, long before their socket_timeout.
+    client = sentinel.master_for(SERVICE, socket_timeout=20, socket_connect_timeout=20,
+                                 decode_responses=True)
+    old = topo.primary_port()
+    try:
+        load = Load(client, 200, timeout=20)
+        wait_for(lambda: load.ok > 1000, 30, "the load to run")
+        topo.pause(old)
+        wait_for(lambda: moved(client, old), 40, "the client to move")
+        load.phase = "post"
+        new = topo.wait_primary_change(old)
+        wait_for(lambda: len(load.acked_post) > 500, 30, "writes on the new primary")
+        # Back from its pause, the old primary is a stale primary again.
+        topo.resume(old)
+        wait_for(lambda: topo.role(old) == "master", 10, "the old primary to answer")
+        load.acked_post.clear()
+        wait_for(lambda: len(load.acked_post) > 500, 30, "more writes")
+        load.finish()
+        check_post_phase(topo, load, old, new)
+        assert load.slowest < 20  # released by the failover, not by their timeout
+    finally:
+        client.close()
+        if old in topo.paused:
+            topo.resume(old)
     topo.demote(old, new)

@@ -16,12 +16,14 @@ from .topology import SERVICE, Topology, wait_for
 @pytest.mark.timeout(120)
 def test_all_sentinels_down(topo: Topology, sentinel: Sentinel) -> None:
     client = sentinel.master_for(SERVICE, socket_timeout=2, retry=None, decode_responses=True)
+    piper = sentinel.master_for(SERVICE, socket_timeout=2, retry=None)
     other = Sentinel(topo.sentinel_addresses, socket_timeout=2, socket_connect_timeout=2)
     fresh = other.master_for(SERVICE, socket_timeout=2, retry=None)
     primary = topo.primary_port()
     (replica,) = topo.replica_ports()
     try:
         assert client.set("down:k", "1")
+        assert piper.ping()
         wait_for(lambda: sentinel.events.subscribed == 3, 10, "subscriptions to the sentinels")
         for process in topo.sentinels:
             process.stop()
@@ -30,6 +32,7 @@ def test_all_sentinels_down(topo: Topology, sentinel: Sentinel) -> None:
         assert client.incr("down:k") == 2
         topo.call(primary, "CLIENT", "KILL", "TYPE", "normal")
         wait_for(lambda: client.incr("down:n"), 10, "the client to reconnect")
+        assert piper.ping()
         # A client that never connected cannot learn where to go.
         with pytest.raises(MasterNotFoundError, match="No master found for 'mymaster'") as info:
             fresh.get("down:k")
@@ -42,6 +45,8 @@ def test_all_sentinels_down(topo: Topology, sentinel: Sentinel) -> None:
         with pytest.raises(redis.ConnectionError, match="READONLY"):
             client.set("down:w", "x")
         assert client.settings.address_resolver.primary is None
+        with pytest.raises(redis.ConnectionError, match="READONLY"):
+            piper.pipeline().get("down:k").set("down:w", "x").execute()
         with pytest.raises(redis.ConnectionError):
             client.set("down:w", "x")  # asks the sentinels again: none answers
         assert topo.call(primary, "EXISTS", "down:w") == 0
@@ -59,6 +64,7 @@ def test_all_sentinels_down(topo: Topology, sentinel: Sentinel) -> None:
     finally:
         client.close()
         fresh.close()
+        piper.close()
         other.close()
 
 

@@ -24,7 +24,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import gevent
 
@@ -106,6 +106,7 @@ class Topology:
         self.dir = tempfile.mkdtemp(prefix="geredis-sentinel-")
         self.server_args = list(server_args)
         self.servers: Dict[int, RedisServer] = {}
+        self.paused: Set[int] = set()
         self.first_primary = free_port()
         self.replica_count = replicas
         self.sentinels = [
@@ -250,6 +251,21 @@ class Topology:
         server.process.send_signal(signal.SIGKILL)
         server.process.wait()
         server.process = None
+
+    def pause(self, port: int) -> None:
+        """SIGSTOP one server: a hung or cut-off primary. Its kernel still
+        accepts connections and data; nothing answers."""
+        process = self.servers[port].process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        self.paused.add(port)
+
+    def resume(self, port: int) -> None:
+        """SIGCONT: the hung server comes back, with its stale configuration."""
+        process = self.servers[port].process
+        assert process is not None
+        process.send_signal(signal.SIGCONT)
+        self.paused.discard(port)
 
     def demote(self, port: int, primary: int) -> None:
         """``REPLICAOF primary`` on ``port``, as the sentinels would do some
