@@ -4,6 +4,13 @@ How this works: :class:`EventWatcher` subscribes, on every sentinel (one
 geredis ``PubSub`` each, not only the first that answers: whichever sentinel
 publishes first moves the clients, and one sentinel down costs nothing), to
 
+* ``+failover-state-send-slaveof-noone slave <ip:port> <ip> <port> @ <name>
+  <old ip> <old port>``: the leader of a failover is promoting that replica.
+  Primary resolvers leave the old primary at once and their new connections
+  wait (a few seconds at most) for the replica to answer ``ROLE`` as the
+  primary: writes are neither lost on the old primary nor delayed until the
+  sentinels notice the promotion (up to a second later). ``-failover-abort-*``
+  ends the wait;
 * ``+switch-master <name> <old ip> <old port> <new ip> <new port>``: the
   primary of ``name`` changed; every primary resolver of that service moves
   (``SentinelResolver.switched``) and shuts its connections to the old one;
@@ -44,7 +51,10 @@ __all__ = ["CHANNELS", "EventWatcher", "parse_event"]
 
 logger = logging.getLogger("geredis.sentinel")
 
-CHANNELS = ("+switch-master", "+convert-to-slave", "+sdown")
+PROMOTING = "+failover-state-send-slaveof-noone"
+ABORTS = ("-failover-abort-not-elected", "-failover-abort-no-good-slave",
+          "-failover-abort-slave-timeout")
+CHANNELS = ("+switch-master", PROMOTING, *ABORTS, "+convert-to-slave", "+sdown")
 
 #: Retry delays for a sentinel that cannot be subscribed to: (base, cap) seconds.
 BACKOFF = (0.1, 5.0)
@@ -55,7 +65,8 @@ def parse_event(channel: str, data: str) -> Optional[Dict[str, Any]]:
 
     ``{"service", "old", "new"}`` for ``+switch-master``; ``{"service",
     "address", "kind"}`` for instance events (``kind`` is ``slave``,
-    ``master`` or ``sentinel``).
+    ``master`` or ``sentinel``), plus ``"master"`` (its primary's address)
+    for those about a replica or sentinel.
     """
     words = data.split()
     try:
@@ -70,7 +81,8 @@ def parse_event(channel: str, data: str) -> Optional[Dict[str, Any]]:
             return {"kind": kind, "service": words[1], "address": (words[2], int(words[3]))}
         # <kind> <name> <ip> <port> @ <master name> <master ip> <master port>
         at = words.index("@")
-        return {"kind": kind, "service": words[at + 1], "address": (words[2], int(words[3]))}
+        return {"kind": kind, "service": words[at + 1], "address": (words[2], int(words[3])),
+                "master": (words[at + 2], int(words[at + 3]))}
     except (IndexError, ValueError):
         logger.warning("cannot read sentinel event %s %r", channel, data)
         return None
@@ -144,6 +156,15 @@ class EventWatcher:
             for resolver in resolvers:
                 if resolver.is_master:
                     resolver.switched(event["old"], event["new"])
+        elif channel == PROMOTING:
+            logger.info("sentinel: %s is promoting %s:%d", event["service"], *event["address"])
+            for resolver in resolvers:
+                if resolver.is_master:
+                    resolver.promoting(event["master"], event["address"])
+        elif channel in ABORTS:
+            for resolver in resolvers:
+                if resolver.is_master:
+                    resolver.promotion_aborted()
         elif channel == "+convert-to-slave":
             for resolver in resolvers:
                 if resolver.is_master:

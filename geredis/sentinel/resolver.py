@@ -41,6 +41,7 @@ import random
 import socket as _socket
 import struct
 import weakref
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import gevent
@@ -84,6 +85,11 @@ def _attempt(open_node: OpenNode, address: Address) -> Tuple[Any, Optional[BaseE
         return None, exc
 
 
+#: How long connections wait for a replica under promotion to become the
+#: primary, and how often they ask it meanwhile (seconds).
+PROMOTION_WAIT = 5.0
+PROMOTION_POLL = 0.02
+
 #: SO_LINGER on, 0 seconds: close() resets the connection.
 _ABORT = struct.pack("ii", 1, 0)
 
@@ -108,6 +114,8 @@ class SentinelResolver:
         self._moved = Event()
         self._sockets: Dict[Address, "weakref.WeakSet[Any]"] = {}
         self._next_replica: Optional[int] = None
+        self._promotion: Optional[Address] = None  # a replica being promoted
+        self._promotion_until = 0.0
         #: Discoveries run so far (tests and benchmarks read it).
         self.discoveries = 0
 
@@ -134,6 +142,10 @@ class SentinelResolver:
         self.manager._watch_events()
         if not self.is_master:
             return self._connect_replica(open_node)
+        if self._promotion is not None:
+            sock = self._connect_promoted(open_node, self._promotion)
+            if sock is not None:
+                return sock
         address = self.primary if self.primary is not None else self._discover()
         host, port = address
         try:
@@ -179,6 +191,26 @@ class SentinelResolver:
         if error is not None:
             raise error
         return result  # type: ignore[no-any-return]
+
+    def _connect_promoted(self, open_node: OpenNode, target: Address) -> Any:
+        """Wait (at most ``PROMOTION_WAIT``) for the replica being promoted
+        to say it is the primary, polling its ROLE; then it is the primary.
+        None when the promotion was given up (abort, timeout, another event)."""
+        while self._promotion == target and monotonic() < self._promotion_until:
+            try:
+                sock, (role,) = self._open_unless_moved(open_node, target)
+            except RedisConnectionError:
+                sock = None
+            else:
+                if _role(role) in (None, "master") and self._promotion == target:
+                    self.learned(target)
+                    self._track(target, sock)
+                    return sock
+                sock.close()
+            self._moved.wait(PROMOTION_POLL)
+        if self._promotion == target:
+            self._promotion = None
+        return None
 
     def _connect_replica(self, open_node: OpenNode) -> Any:
         errors: List[str] = []
@@ -256,12 +288,34 @@ class SentinelResolver:
         """``address`` is the primary: connections to any other node end now."""
         changed = address != self.primary
         self.primary = address
+        self._promotion = None
+        self._leave_all_but(address, changed)
+
+    def _leave_all_but(self, address: Address, wake: bool) -> None:
         self._epoch += 1
         for other in [a for a in self._sockets if a != address]:
             self.drop(other)
-        if changed:
+        if wake:
             moved, self._moved = self._moved, Event()
             moved.set()
+
+    def promoting(self, old: Address, selected: Address) -> None:
+        """The leader sentinel is turning the replica ``selected`` into the
+        primary (``+failover-state-send-slaveof-noone``): leave ``old`` now,
+        and let new connections wait for ``selected`` to say it is the
+        primary rather than write to ``old``, which would lose the write."""
+        if self.primary is not None and self.primary != old:
+            self.refresh()  # not the primary this resolver knows: ask
+            return
+        self._promotion = selected
+        self._promotion_until = monotonic() + PROMOTION_WAIT
+        self._leave_all_but(selected, True)
+
+    def promotion_aborted(self) -> None:
+        """The failover was aborted (``-failover-abort-*``): ask again."""
+        if self._promotion is not None:
+            self._promotion = None
+            self.refresh()
 
     def switched(self, old: Address, new: Address) -> None:
         """A sentinel announced ``+switch-master old -> new``. Applied at once

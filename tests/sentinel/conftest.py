@@ -1,6 +1,7 @@
 """Fixtures for the Sentinel tests: one real deployment (a primary, a replica,
 three sentinels with quorum 2, ``down-after-milliseconds`` 1000 and
-``failover-timeout`` 2000) for the whole package, on free loopback ports,
+``failover-timeout`` 2000; INFO every second and hello messages every half
+second, instead of 10 s and 2 s) for the whole package, on free loopback ports,
 killed at the end. Every test starts from a healthy deployment
 (``topo`` waits for it), so a test that failed over leaves no trouble
 behind: whichever node is the primary now, the next test uses it.
@@ -20,7 +21,8 @@ from .topology import Topology
 @pytest.fixture(scope="package")
 def deployment() -> Iterator[Topology]:
     topology = Topology(replicas=1, sentinels=3, quorum=2, down_after_ms=1000,
-                        failover_timeout_ms=2000).start()
+                        failover_timeout_ms=2000,
+                        sentinel_debug=("info-period", "1000", "publish-period", "500")).start()
     yield topology
     topology.cleanup()
 

@@ -184,7 +184,8 @@ def test_parse_event() -> None:
         "service": "mymaster", "old": ("127.0.0.1", 6380), "new": ("127.0.0.1", 6381)
     }
     assert parse_event("+sdown", "slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6380") == {
-        "kind": "slave", "service": "mymaster", "address": ("127.0.0.1", 6381)
+        "kind": "slave", "service": "mymaster", "address": ("127.0.0.1", 6381),
+        "master": ("127.0.0.1", 6380),
     }
     assert parse_event("+sdown", "master mymaster 127.0.0.1 6380") == {
         "kind": "master", "service": "mymaster", "address": ("127.0.0.1", 6380)

@@ -4,7 +4,9 @@ How this works: :class:`Topology` starts ``redis-server`` processes (the
 primary, then each replica with ``--replicaof``, each on a free port) and
 ``redis-server --sentinel`` processes that monitor the primary under one
 service name, with a small ``down-after-milliseconds`` and
-``failover-timeout`` so that a failover takes a few seconds. ``wait_ready``
+``failover-timeout`` so that a failover takes a few seconds (tests also
+shorten the sentinels' INFO and hello periods with ``SENTINEL DEBUG``, so
+that they notice a reconfigured replica in a second, not ten). ``wait_ready``
 waits, by polling what the sentinels report, until every sentinel knows
 the others and every replica is linked: only then is a failover possible.
 
@@ -55,8 +57,10 @@ class SentinelProcess:
     """One ``redis-server --sentinel`` child process."""
 
     def __init__(self, directory: str, port: int, primary_port: int, quorum: int,
-                 down_after_ms: int, failover_timeout_ms: int, extra: List[str]) -> None:
+                 down_after_ms: int, failover_timeout_ms: int, extra: List[str],
+                 debug: Tuple[str, ...] = ()) -> None:
         self.port = port
+        self.debug = debug
         self.dir = directory
         self.conf = os.path.join(directory, f"sentinel-{port}.conf")
         lines = [
@@ -79,6 +83,8 @@ class SentinelProcess:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_for(lambda: _pong(self.port), 10, f"sentinel on {self.port} to start")
+        if self.debug:
+            _call(self.port, "SENTINEL", "DEBUG", *self.debug)
         return self
 
     def stop(self) -> None:
@@ -88,13 +94,17 @@ class SentinelProcess:
             self.process = None
 
 
-def _pong(port: int) -> bool:
+def _call(port: int, *args: Any) -> Any:
     admin = geredis.Redis(host="127.0.0.1", port=port, retry=None, socket_timeout=2,
                           socket_connect_timeout=2)
     try:
-        return bool(admin.ping())
+        return admin.execute_command(*args)
     finally:
         admin.close()
+
+
+def _pong(port: int) -> bool:
+    return bool(_call(port, "PING"))
 
 
 class Topology:
@@ -102,7 +112,8 @@ class Topology:
 
     def __init__(self, replicas: int = 1, sentinels: int = 3, quorum: int = 2,
                  down_after_ms: int = 1000, failover_timeout_ms: int = 2000,
-                 server_args: Tuple[str, ...] = (), sentinel_args: Tuple[str, ...] = ()) -> None:
+                 server_args: Tuple[str, ...] = (), sentinel_args: Tuple[str, ...] = (),
+                 sentinel_debug: Tuple[str, ...] = ()) -> None:
         self.dir = tempfile.mkdtemp(prefix="geredis-sentinel-")
         self.server_args = list(server_args)
         self.servers: Dict[int, RedisServer] = {}
@@ -111,7 +122,7 @@ class Topology:
         self.replica_count = replicas
         self.sentinels = [
             SentinelProcess(self.dir, free_port(), self.first_primary, quorum, down_after_ms,
-                            failover_timeout_ms, list(sentinel_args))
+                            failover_timeout_ms, list(sentinel_args), sentinel_debug)
             for _ in range(sentinels)
         ]  # fmt: skip
 
@@ -202,7 +213,13 @@ class Topology:
                     replicas = admin.sentinel_slaves(SERVICE)
                 finally:
                     admin.close()
-                if sum(1 for r in replicas if not (r["is_sdown"] or r["is_odown"])) < want_replicas:
+                # As the sentinel would pick one for a failover (its view is
+                # as old as its last INFO of the replica).
+                usable = [r for r in replicas if not (r["is_sdown"] or r["is_odown"])
+                          and r.get("role-reported") == "slave"
+                          and r.get("master-link-status") == "ok"
+                          and not r.get("master-link-down-time")]
+                if len(usable) < want_replicas:
                     return False
             if len(ports) != 1:
                 return False
