@@ -142,11 +142,14 @@ class SentinelResolver:
         self.manager._watch_events()
         if not self.is_master:
             return self._connect_replica(open_node)
-        if self._promotion is not None:
-            sock = self._connect_promoted(open_node, self._promotion)
-            if sock is not None:
-                return sock
-        address = self.primary if self.primary is not None else self._discover()
+        while True:
+            if self._promotion is not None:
+                sock = self._connect_promoted(open_node, self._promotion)
+                if sock is not None:
+                    return sock
+            address = self.primary if self.primary is not None else self._discover()
+            if self._promotion is None:
+                break  # else a promotion began while discovering: wait for it
         host, port = address
         try:
             sock, (role,) = self._open_unless_moved(open_node, address)
@@ -161,11 +164,11 @@ class SentinelResolver:
                 f"{host}:{port} is no longer the primary of {self.service_name!r}"
                 f" (ROLE says {name}); asking the sentinels again"
             )
-        if self.primary is not None and self.primary != address:
+        if (self.primary is not None and self.primary != address) or self._promotion is not None:
             sock.close()  # the primary moved while this connection opened
             raise ConnectionClosedError(
-                f"the primary of {self.service_name!r} moved from {host}:{port} to"
-                " %s:%d while connecting" % self.primary
+                f"the primary of {self.service_name!r} moved from {host}:{port} while"
+                " connecting to it"
             )
         self._track(address, sock)
         return sock
@@ -270,7 +273,7 @@ class SentinelResolver:
         self._flight = None
         if self._epoch != epoch and self.primary is not None:
             address = self.primary  # an event overtook this discovery: it wins
-        else:
+        elif self._promotion is None:  # else the promotion decides
             self.learned(address)
         flight.set(address)
 
