@@ -19,13 +19,19 @@ Primary (``master_for``):
   with nothing sent, so the client's retry policy may try again.
 * Every socket it hands out is remembered (weakly) by node address. When
   the resolver learns that the primary is another node (``+switch-master``
-  from the sentinels, a discovery, ``+convert-to-slave``), it closes
-  every socket to any other node at once (and connects still under way to
-  it are abandoned): the client's shared connection,
-  idle and busy dedicated ones, pub/sub streams (they resubscribe on the new
-  primary), monitors and pinned clients all see their connection end, fail
-  what was in flight with ConnectionError, and reconnect through the
-  resolver. Greenlets sleeping in a retry backoff are woken (``wait_moved``).
+  from the sentinels, a discovery, ``+convert-to-slave``), it closes every
+  socket to any other node at once, abortively (and abandons connects still
+  under way to it): the client's shared connection, idle and busy dedicated
+  ones, pub/sub streams (they resubscribe on the new primary), monitors and
+  pinned clients all see their connection end, fail what was in flight with
+  ConnectionError, and reconnect through the resolver. Greenlets sleeping in
+  a retry backoff are woken (``wait_moved``).
+* When the leader sentinel starts promoting a replica (before it announces
+  ``+switch-master``), the resolver leaves the old primary at once and new
+  connections poll the replica's ``ROLE`` until it says ``master`` (at most
+  ``PROMOTION_WAIT``): writes go neither to the old primary, which keeps
+  accepting them and would lose them, nor wait for the sentinels to notice
+  the promotion.
 * A discovery that started before an event is not allowed to undo it.
 
 Replicas (``slave_for``): each connection asks the sentinels for the
