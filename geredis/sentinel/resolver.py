@@ -19,9 +19,9 @@ Primary (``master_for``):
   with nothing sent, so the client's retry policy may try again.
 * Every socket it hands out is remembered (weakly) by node address. When
   the resolver learns that the primary is another node (``+switch-master``
-  from the sentinels, a discovery, ``+convert-to-slave``), it closes every
-  socket to any other node at once, abortively (and abandons connects still
-  under way to it): the client's shared connection, idle and busy dedicated
+  from the sentinels, a discovery, ``+convert-to-slave``), it ends every
+  connection to any other node at once, to be reset when closed (and
+  abandons connects still under way to it): the client's shared connection, idle and busy dedicated
   ones, pub/sub streams (they resubscribe on the new primary), monitors and
   pinned clients all see their connection end, fail what was in flight with
   ConnectionError, and reconnect through the resolver. Greenlets sleeping in
@@ -96,7 +96,7 @@ def _attempt(open_node: OpenNode, address: Address) -> Tuple[Any, Optional[BaseE
 PROMOTION_WAIT = 5.0
 PROMOTION_POLL = 0.02
 
-#: SO_LINGER on, 0 seconds: close() resets the connection.
+#: SO_LINGER on, 0 seconds: the owner's close() resets the connection.
 _ABORT = struct.pack("ii", 1, 0)
 
 
@@ -371,13 +371,15 @@ class SentinelResolver:
         sockets.add(sock)
 
     def drop(self, address: Address) -> None:
-        """End every connection to ``address`` now: each reader sees its
-        socket closed and fails what was pending there. The close is abortive
-        (RST): a node that hangs and comes back later finds the connection
-        reset and discards the commands it had not read yet."""
+        """End every connection to ``address`` now: each reader sees the end
+        of its stream and fails what was pending there; its owner then closes
+        the socket, abortively (RST): a node that hangs and comes back later
+        finds the connection reset and discards the commands it had not read.
+        (Shut down, not closed here: the owner's reader may be watching the
+        descriptor, which must stay open until it stops.)"""
         for sock in list(self._sockets.pop(address, ())):
             try:
                 sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, _ABORT)
+                sock.shutdown(_socket.SHUT_RDWR)
             except OSError:
-                pass  # closed already, or not TCP
-            sock.close()
+                pass  # closed already
