@@ -8,19 +8,27 @@ connection pool. ``execute_command`` is the whole I/O path:
 1. refuse, before anything is queued, a command that cannot share the
    connection (``routing.py``); encode the command (a bad argument type raises
    ``DataError`` here, nothing queued);
-2. append it to the shared :class:`~geredis.connection.Connection` (opened
-   lazily, and opened anew after it broke) and wait for the reply for at most
-   ``socket_timeout`` seconds;
+2. append it to the shared :class:`~geredis.connection.Connection` and wait
+   for the reply for at most ``socket_timeout`` seconds;
 3. raise an error reply, or run redis-py's response callback for the command
    and return its result, exactly as ``redis.Redis`` would.
 
 A caller that times out (``redis.TimeoutError``), is killed or hits its own
 ``gevent.Timeout`` just stops waiting: its reply is dropped when it arrives.
+
+Connections are not the client's own: ``connection_pool`` (``pool.py``) names
+the settings, and the client *attaches* to the
+:class:`~geredis.server.ServerConnections` for them (``server.py``), which
+every client with the same settings in this thread shares. The client keeps
+the shared connection it last used in ``_connection`` for the hot path; when
+that one is no longer OPEN (broken, dropped by ``disconnect()``) it asks the
+ServerConnections again. ``close()`` detaches, closing the connections if it
+was the last client attached; the next command attaches again and reconnects.
+``close(final=True)`` shuts the client down for good.
 """
 
 from __future__ import annotations
 
-from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Type, TypeVar
 
 import gevent
@@ -32,17 +40,17 @@ from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.exceptions import ReadOnlyError, ResponseError
 
 from .connection import Connection, State
-from .dedicated import DedicatedPool, wait_bound
-from .exceptions import (
-    ClientClosedError, ConnectionClosedError, SharedConnectionError, TimeoutError,
-)
+from .dedicated import MAX_DEDICATED, DedicatedPool, wait_bound
+from .exceptions import ClientClosedError, ConnectionClosedError, SharedConnectionError
 from .lock import Lock
 from .pipeline import PIPELINE_THRESHOLD, Pipeline, run_transaction
-from .compat import Futures, PoolView, response_callbacks, settings_from_kwargs
+from .compat import Futures, is_default_argument, response_callbacks, settings_from_kwargs
+from .pool import ConnectionPool, pool_for
 from .protocol import Packer
 from .guards import check_thread, real_thread_id
 from .retry import RetryPolicy
 from .routing import ROUTES, block_seconds, command_name
+from .server import ServerConnections
 from .settings import ConnectionSettings, parse_url
 from .slots import FutureSlot
 
@@ -52,10 +60,21 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Redis", "finish_reply", "from_url"]
 
 _OPEN = State.OPEN
-_CLOSING = State.CLOSING
-_CLOSED = State.CLOSED
 _dict_get = dict.get
 _R = TypeVar("_R", bound="Redis")
+_GEREDIS_OPTIONS = ("parser", "max_dedicated", "dedicated_timeout")
+
+
+class _Detached:
+    """Stands for the ServerConnections of a client that is not attached
+    (closed, or its settings changed): no connection, so the hot path falls
+    through to ``_usable_connection``, which attaches again."""
+
+    connection = None
+
+
+_DETACHED: Any = _Detached()
+
 
 class Redis(redis.Redis):  # type: ignore[misc]
     """A Redis client whose commands, from any number of greenlets, share one
@@ -68,55 +87,119 @@ class Redis(redis.Redis):  # type: ignore[misc]
         encoding_errors, decode_responses, protocol, legacy_responses,
         client_name, lib_name, lib_version: as in ``redis.Redis``.
             ``socket_timeout`` bounds each command's wait for its reply.
+        connection_pool: a redis-py ``ConnectionPool``/``BlockingConnectionPool``
+            (its settings are read; its own connections are never used) or
+            another geredis client's ``connection_pool``. Connection settings
+            then come from the pool only.
         parser: ``"auto"`` (hiredis when installed), ``"hiredis"`` or
             ``"python"``.
         max_dedicated: how many dedicated connections (blocking commands,
             WATCH, large pipelines, ``client()``, ``monitor()``) may exist at
-            once; default 16.
-        dedicated_timeout: how long a caller waits for a dedicated
-            connection when all are in use before ``PoolExhaustedError``;
-            None (default) waits as long as it takes, 0 fails at once.
+            once; default 10,000. A blocking command that finds them all in
+            use fails at once with ``PoolExhaustedError`` (waiting could
+            deadlock); the others wait, see ``dedicated_timeout``.
+        dedicated_timeout: how long a pipeline, transaction, ``client()`` or
+            ``monitor()`` waits for a dedicated connection when all are in use
+            before ``PoolExhaustedError``; None (default) waits as long as it
+            takes, 0 fails at once.
         pipeline_threshold: pipelines with more commands than this (default
             2000) run on a dedicated connection instead of the shared one.
 
+    Clients with the same settings in one OS thread share one connection
+    (``connection_pool`` says which settings; see ``server.py``).
     Other ``redis.Redis`` arguments are accepted only at their default value;
     anything else raises ``ValueError`` rather than being ignored.
     """
 
     _is_async_client = False
+    connection_pool: ConnectionPool  # type: ignore[assignment]
 
     def __init__(self, **kwargs: Any) -> None:
-        retry = RetryPolicy.from_kwargs(kwargs)
-        parser = kwargs.pop("parser", "auto")
-        max_dedicated = kwargs.pop("max_dedicated", 16)
-        dedicated_timeout = kwargs.pop("dedicated_timeout", None)
-        threshold = kwargs.pop("pipeline_threshold", PIPELINE_THRESHOLD)
-        self._setup(settings_from_kwargs(kwargs), retry, parser, max_dedicated,
-                    dedicated_timeout, threshold)
+        self.pipeline_threshold: int = kwargs.pop("pipeline_threshold", PIPELINE_THRESHOLD)
+        source = kwargs.pop("connection_pool", None)
+        options = {k: kwargs.pop(k) for k in _GEREDIS_OPTIONS if k in kwargs}
+        if source is None:
+            retry_kwargs: Dict[str, Any] = {}
+            pool = ConnectionPool(settings_from_kwargs(_pop_connection_args(kwargs)), **options)
+        else:
+            pool, retry_kwargs = pool_for(source, options)
+            _refuse_with_pool(kwargs)
+        retry_kwargs.update(kwargs)
+        self._start(pool, RetryPolicy.from_kwargs(retry_kwargs))
 
     def _setup(self, settings: ConnectionSettings, retry: RetryPolicy, parser: str = "auto",
-               max_dedicated: int = 16, dedicated_timeout: Optional[float] = None,
+               max_dedicated: int = MAX_DEDICATED, dedicated_timeout: Optional[float] = None,
                pipeline_threshold: int = PIPELINE_THRESHOLD) -> None:
         """Build the client from settings already checked: the constructor's
         second half, also used by the cluster client for each node."""
-        self._connection: Optional[Connection] = None
-        self._closed = False
+        self.pipeline_threshold = pipeline_threshold
+        self._start(ConnectionPool(settings, parser=parser, max_dedicated=max_dedicated,
+                                   dedicated_timeout=dedicated_timeout), retry)
+
+    def _start(self, pool: ConnectionPool, retry: RetryPolicy) -> None:
+        """Take ``pool``'s settings and attach to its shared connections."""
         self._owner_thread = real_thread_id()
+        self._final = False
+        self._shared: Any = _DETACHED
+        self._connection: Optional[Connection] = None
         self._retry = retry
-        self._parser = parser
-        self.pipeline_threshold: int = pipeline_threshold
-        self.settings = settings
-        self._dedicated = DedicatedPool(
-            settings, parser=parser, max_size=max_dedicated, timeout=dedicated_timeout
-        )
+        self.connection_pool = pool
+        self.connection = None
+        self.futures = Futures(self)
+        self._apply_settings()
+        pool._clients.add(self)
+        self._attached()
+
+    def _apply_settings(self) -> None:
+        """Take the pool's (current) settings."""
+        settings = self.settings = self.connection_pool.settings
+        self._parser = self.connection_pool.parser
         self._timeout = settings.socket_timeout
         self._packer = Packer(settings.encoding, settings.encoding_errors)
-        self.connection_pool = PoolView(settings)  # type: ignore[assignment]
-        self.connection = None
-        self.response_callbacks = response_callbacks(
-            settings.protocol, settings.legacy_responses
-        )
-        self.futures = Futures(self)
+        key = (settings.protocol, settings.legacy_responses)
+        if getattr(self, "_callbacks_for", None) != key:
+            self.response_callbacks = response_callbacks(*key)
+            self._callbacks_for = key
+
+    def _settings_changed(self) -> None:
+        """``connection_pool.connection_kwargs`` changed: move to the
+        connections for the new settings from the next command on."""
+        last = self._detach()
+        if last is not None:
+            last.disconnect()
+        self._connection = None
+        self._apply_settings()
+
+    def _attached(self) -> ServerConnections:
+        """The ServerConnections this client uses, attaching to it if needed."""
+        shared = self._shared
+        if shared is _DETACHED:
+            if self._final:
+                raise ClientClosedError("this geredis client was closed for good")
+            shared = self._shared = self.connection_pool.connections()
+            shared.users += 1
+            # Equal to the pool's, and the very object the connections are
+            # opened from, so CLIENT SETNAME reaches reconnects.
+            self.settings = shared.settings
+        return shared  # type: ignore[no-any-return]
+
+    def _detach(self) -> Optional[ServerConnections]:
+        """Stop using the shared connections; the ServerConnections if this
+        was the last client attached to it (then the caller closes it)."""
+        shared, self._shared = self._shared, _DETACHED
+        if shared is _DETACHED:
+            return None
+        shared.users -= 1
+        return shared if shared.users <= 0 else None  # type: ignore[no-any-return]
+
+    @property
+    def _dedicated(self) -> DedicatedPool:
+        return self._attached().dedicated
+
+    @property
+    def _closed(self) -> bool:
+        """Closed (``close()``) and not used since, or closed for good."""
+        return self._final or self._shared is _DETACHED
 
     @classmethod
     def from_url(cls: Type[_R], url: str, **kwargs: Any) -> _R:
@@ -127,8 +210,8 @@ class Redis(redis.Redis):  # type: ignore[misc]
         return cls(**options)
 
     def __repr__(self) -> str:
-        conn = self._connection
-        if self._closed:
+        conn = self._shared.connection
+        if self._final or (self._shared is _DETACHED and self._connection is not None):
             state, pending = "CLOSED", 0
         elif conn is None:
             state, pending = "IDLE", 0
@@ -209,22 +292,8 @@ class Redis(redis.Redis):  # type: ignore[misc]
     def _usable_connection(self) -> Connection:
         """The shared connection, opened anew if it broke, with room for one
         more command (waiting for the in-flight limit, at most socket_timeout)."""
-        deadline = None if self._timeout is None else monotonic() + self._timeout
-        while True:
-            if self._closed:
-                raise ClientClosedError("this geredis client was closed")
-            conn = self._connection
-            if conn is None or conn.state is _CLOSED or conn.state is _CLOSING:
-                conn = self._connection = Connection(self.settings, parser=self._parser)
-            if conn.pending < conn.max_in_flight:
-                return conn
-            conn.room.clear()
-            remaining = None if deadline is None else deadline - monotonic()
-            if (remaining is not None and remaining <= 0) or not conn.room.wait(remaining):
-                raise TimeoutError(
-                    f"{conn.max_in_flight} commands already in flight to"
-                    f" {self.settings.address} for {self._timeout}s"
-                )
+        conn = self._connection = self._attached().usable_connection()
+        return conn
 
     def _retry_command(
         self, command: str, packed: bytes, options: Dict[str, Any], sent: bool,
@@ -311,30 +380,30 @@ class Redis(redis.Redis):  # type: ignore[misc]
         return self.connection_pool.get_encoder()
 
     def get_connection_kwargs(self) -> Dict[str, Any]:
-        return self.settings.connection_kwargs()
+        return self.connection_pool.connection_kwargs
 
-    def close(self, timeout: Optional[float] = None) -> None:
-        """Refuse new commands, let queued ones finish, then close.
+    def close(self, timeout: Optional[float] = None, *, final: bool = False) -> None:
+        """Release this client's connections, as redis-py's ``close()``: the
+        next command opens a new one.
 
-        ``timeout`` (default: ``socket_timeout``) bounds the wait for replies
-        still pending; they then fail with ``ClientClosedError``.
+        Other clients with the same settings share the connections; they are
+        closed when the last of those clients closes: queued commands finish
+        first, for at most ``timeout`` seconds (default: ``socket_timeout``),
+        then fail with ``ClientClosedError``. With ``final=True`` the client
+        is shut down for good: later commands raise ``ClientClosedError``.
         """
-        self._closed = True
-        conn = self._connection
-        if conn is not None:
-            conn.close(self._timeout if timeout is None else timeout)
-        self._dedicated.close(self._timeout if timeout is None else timeout)
+        if final:
+            self._final = True
+            self._connection = None
+        last = self._detach()
+        if last is not None:
+            last.close(self._timeout if timeout is None else timeout)
 
     def __del__(self) -> None:
-        # Start closing, never block. At interpreter exit greenlets may be
-        # finalized already; there is nothing left to save then.
+        # Never blocks, never closes what other clients may share: the
+        # ServerConnections closes its connections when it is collected.
         try:
-            conn = getattr(self, "_connection", None)
-            if conn is not None:
-                conn.close_nowait()
-            pool = getattr(self, "_dedicated", None)
-            if pool is not None:
-                pool.close_nowait()
+            self._detach()
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
 
@@ -344,7 +413,7 @@ class Redis(redis.Redis):  # type: ignore[misc]
         caller gives up first, that connection is aborted, never reused."""
         packed = self._packer.pack(args)
         bound = wait_bound(block_seconds(command, args), self._timeout)
-        reply = self._dedicated.run(packed, NEVER_DECODE in options, bound)
+        reply = self._attached().dedicated.run(packed, NEVER_DECODE in options, bound)
         return self._finish(command, reply, options)
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None, *,
@@ -379,6 +448,8 @@ class Redis(redis.Redis):  # type: ignore[misc]
         Close it yourself (``close()``/``with``): ``close()`` here does not."""
         from .pubsub import PubSub
 
+        if self._final:
+            raise ClientClosedError("this geredis client was closed for good")
         return PubSub(self.settings, parser=self._parser, **kwargs)
 
     def monitor(self) -> "Monitor":
@@ -413,6 +484,28 @@ def finish_reply(callbacks: Dict[str, Any], command: str, reply: Any,
     if callback is not None:
         return callback(reply, **options)
     return reply
+
+
+def _pop_connection_args(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    # Leaves the connection settings in kwargs; RetryPolicy takes the rest.
+    return {k: kwargs.pop(k) for k in list(kwargs) if k not in _RETRY_ARGS}
+
+
+_RETRY_ARGS = frozenset(("retry", "retry_on_timeout", "retry_on_error", "retry_writes"))
+
+
+def _refuse_with_pool(kwargs: Dict[str, Any]) -> None:
+    """With ``connection_pool=``, connection settings come from the pool: one
+    given as well must be at its default (redis-py would ignore it silently;
+    geredis says so)."""
+    for name, value in kwargs.items():
+        if name in _RETRY_ARGS:
+            continue
+        if not is_default_argument(name, value):
+            raise ValueError(
+                f"geredis.Redis(connection_pool=..., {name}={value!r}): with a pool,"
+                f" connection settings come from the pool; set {name} on the pool"
+            )
 
 
 def from_url(url: str, **kwargs: Any) -> Redis:

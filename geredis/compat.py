@@ -12,14 +12,18 @@ provided here:
   of being ignored silently;
 * :func:`response_callbacks`: redis-py's callback table for the protocol the
   user asked for, read through redis-py's public attribute once per table;
-* :class:`PoolView`: the ``connection_pool`` attribute (``connection_kwargs``,
-  ``get_encoder``, ``get_protocol``) that redis-py modules inspect;
 * :class:`Futures`: ``r.futures``, every command method returning an
   ``AsyncResult``.
+
+(``r.connection_pool`` is ``pool.py``.) Everything redis-py is reached
+through names bound when this module is imported, so that
+``geredis.monkey.patch_redis()`` rebinding ``redis.Redis`` to geredis's class
+cannot make geredis call itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
@@ -34,18 +38,24 @@ from .settings import ConnectionSettings
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Redis
 
-__all__ = ["Futures", "PoolView", "response_callbacks", "settings_from_kwargs"]
+__all__ = [
+    "Futures", "RedisPy", "is_default_argument", "response_callbacks", "settings_from_kwargs",
+]
+
+#: redis-py's own client class, whatever ``redis.Redis`` is bound to later.
+RedisPy = redis.client.Redis
 
 _SUPPORTED = set(ConnectionSettings.__dataclass_fields__)
 _REDIS_DEFAULTS = {
     name: param.default
-    for name, param in inspect.signature(redis.Redis.__init__).parameters.items()
+    for name, param in inspect.signature(RedisPy.__init__).parameters.items()
     if name != "self" and name not in _SUPPORTED
 }
 # Arguments whose redis-py default is a sentinel object meaning "not given".
 _SENTINEL = _REDIS_DEFAULTS.get("driver_info")
 _SENTINEL_ARGS = {"lib_name", "lib_version", "socket_keepalive_options"}
-_callback_tables: Dict[Any, Dict[str, Any]] = {}
+_callback_tables: Dict[Any, CaseInsensitiveDict] = {}
+_SETTINGS_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ConnectionSettings)}
 
 
 def settings_from_kwargs(kwargs: Dict[str, Any]) -> ConnectionSettings:
@@ -66,36 +76,37 @@ def settings_from_kwargs(kwargs: Dict[str, Any]) -> ConnectionSettings:
     return ConnectionSettings(**settings_kwargs)
 
 
-def response_callbacks(protocol: Optional[int], legacy: bool) -> CaseInsensitiveDict:
-    """redis-py's callback table for the user's protocol value (None, 2, 3).
+def is_default_argument(name: str, value: Any) -> bool:
+    """Whether ``value`` is the default of ``redis.Redis``'s argument ``name``
+    (or of geredis's own connection setting). TypeError for an unknown name."""
+    if name in _SETTINGS_DEFAULTS:
+        default = _SETTINGS_DEFAULTS[name]
+    elif name in _REDIS_DEFAULTS:
+        default = _REDIS_DEFAULTS[name]
+    else:
+        raise TypeError(f"geredis.Redis() got an unexpected keyword argument {name!r}")
+    return value is default or value == default or (
+        name in _SENTINEL_ARGS and value is _SENTINEL
+    )
 
-    Building a ``redis.Redis`` does no I/O; it is done once per table.
+
+def response_callbacks(protocol: Optional[int], legacy: bool) -> CaseInsensitiveDict:
+    """A fresh copy of redis-py's callback table for the user's protocol value
+    (None, 2, 3).
+
+    Building a ``redis.Redis`` does no I/O; it is done once per table. The
+    copy bypasses ``CaseInsensitiveDict``'s per-key upper-casing (the table's
+    keys are upper case already), so building a client stays cheap.
     """
     key = (protocol, legacy)
-    if key not in _callback_tables:
-        probe = redis.Redis(protocol=protocol, legacy_responses=legacy)
-        _callback_tables[key] = dict(probe.response_callbacks)
+    table = _callback_tables.get(key)
+    if table is None:
+        probe = RedisPy(protocol=protocol, legacy_responses=legacy)
+        table = _callback_tables[key] = CaseInsensitiveDict(probe.response_callbacks)
         probe.close()
-    return CaseInsensitiveDict(_callback_tables[key])
-
-
-class PoolView:
-    """Enough of ``connection_pool`` for redis-py code that inspects a client
-    (``connection_kwargs``, ``get_encoder``, ``get_protocol``)."""
-
-    def __init__(self, settings: ConnectionSettings) -> None:
-        self.settings = settings
-
-    @property
-    def connection_kwargs(self) -> Dict[str, Any]:
-        return self.settings.connection_kwargs()
-
-    def get_encoder(self) -> Encoder:
-        s = self.settings
-        return Encoder(s.encoding, s.encoding_errors, s.decode_responses)  # type: ignore[no-untyped-call]
-
-    def get_protocol(self) -> Optional[int]:
-        return self.settings.protocol
+    copy = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
+    dict.update(copy, table)
+    return copy
 
 
 class Futures(CoreCommands):  # type: ignore[misc]
@@ -117,12 +128,3 @@ class Futures(CoreCommands):  # type: ignore[misc]
 
     def get_encoder(self) -> Encoder:
         return self._client.get_encoder()
-
-
-def _command_name(name: Any) -> str:
-    if isinstance(name, (bytes, bytearray, memoryview)):
-        return bytes(name).decode("ascii", "replace").upper()
-    return str(name).upper()
-
-
-_REDIS_SENTINEL = _REDIS_DEFAULTS.get("driver_info")

@@ -1,27 +1,40 @@
-"""Dedicated connections: a small bounded pool of connections that each serve
-one caller at a time, for what cannot share the multiplexed connection.
+"""Dedicated connections: a bounded pool of connections that each serve one
+caller at a time, for what cannot share the multiplexed connection.
 
 How this works:
 
 * A *permit* is the right to one dedicated connection; a pool has
-  ``max_size`` of them. :meth:`DedicatedPool.acquire` takes a permit and
-  returns an idle connection (the most recently used one) or opens a new one;
-  :meth:`DedicatedPool.release` gives the permit back. :meth:`DedicatedPool.hold`
-  takes a permit for something that manages its own socket (a pinned
-  ``r.client()``, a monitor), so those count against the same bound.
-* When no permit is free the caller queues (FIFO, strictly: a permit given
-  back goes straight to the longest waiter, newcomers cannot barge past) for
-  at most ``timeout`` seconds (None: as long as it takes), then gets
-  :class:`~geredis.exceptions.PoolExhaustedError`.
+  ``max_size`` of them (default :data:`MAX_DEDICATED`, 10,000: as many as a
+  Redis server accepts clients by default, and as ``max_in_flight``).
+  :meth:`DedicatedPool.acquire` takes a permit and returns an idle connection
+  (the most recently used one) or opens a new one; :meth:`DedicatedPool.release`
+  gives the permit back and keeps at most :data:`MAX_IDLE` connections idle.
+  :meth:`DedicatedPool.hold` takes a permit for something that manages its own
+  socket (a pinned ``r.client()``, a monitor), so those count against the
+  same bound.
+* Blocking commands (:meth:`DedicatedPool.run`) never wait for a permit: when
+  all are taken they fail at once with
+  :class:`~geredis.exceptions.PoolExhaustedError`. Waiting could deadlock:
+  the greenlets holding every connection may be blocked on items that only a
+  greenlet queued behind them would push (a job consumer and the callers
+  waiting for their results on one client). The default bound is high enough
+  for a producer/consumer with thousands of waiters; a reached bound is a
+  clear error, never a stall.
+* Pipelines, transactions, pinned clients and monitors finish on their own,
+  so when no permit is free they queue (FIFO, strictly: a permit given back
+  goes straight to the longest waiter) for at most ``timeout`` seconds (None:
+  as long as it takes), then get ``PoolExhaustedError``.
 * A dedicated connection is an ordinary :class:`~geredis.connection.Connection`
   (handshake from the client's settings, lazily opened) with no timeout of its
   own: its one caller bounds every wait itself (:func:`call`, :func:`wait_batch`)
   and, when it gives up (timeout, ``gevent.Timeout``, kill) before the reply,
   the connection is aborted, so a BLPOP the caller abandoned cannot pop an item
   into nowhere. :meth:`release` keeps a connection only when it is clean
-  (CONNECTING/OPEN, nothing pending, same client name as the client's
-  settings); anything else is aborted.
-* :meth:`close` refuses new leases, wakes the waiters with
+  (CONNECTING/OPEN, nothing pending, same client name as the settings, not
+  dropped by :meth:`disconnect` meanwhile); anything else is aborted.
+* :meth:`disconnect` closes idle connections and marks leased ones to be
+  closed when given back (or aborts them); the pool stays usable.
+  :meth:`close` refuses new leases, wakes the waiters with
   ``ClientClosedError``, closes idle connections, gives *graceful* leases (a
   pipeline or transaction in flight) until the deadline to come back, and
   aborts the rest (blocking commands, pinned clients, monitors).
@@ -44,9 +57,17 @@ from .exceptions import ClientClosedError, PoolExhaustedError, TimeoutError
 from .settings import ConnectionSettings
 from .slots import BatchSlot, FutureSlot, failure_for
 
-__all__ = ["DedicatedPool", "call", "check_usable", "wait_batch", "wait_bound"]
+__all__ = [
+    "MAX_DEDICATED", "MAX_IDLE", "DedicatedPool", "call", "check_usable", "wait_batch",
+    "wait_bound",
+]
 
 _LIVE = (State.CONNECTING, State.OPEN)
+
+#: Default bound on a client's dedicated connections (``max_dedicated``).
+MAX_DEDICATED = 10_000
+#: Idle dedicated connections kept for reuse; more are closed when released.
+MAX_IDLE = 16
 
 
 def wait_bound(extra: float, socket_timeout: Optional[float]) -> Optional[float]:
@@ -132,11 +153,11 @@ class DedicatedPool:
         max_size: how many dedicated connections (leased, held or idle) may
             exist at once.
         timeout: how long ``acquire`` waits for a free permit; None waits as
-            long as it takes, 0 fails at once.
+            long as it takes, 0 fails at once. Blocking commands never wait.
     """
 
     def __init__(self, settings: ConnectionSettings, *, parser: str = "auto",
-                 max_size: int = 16, timeout: Optional[float] = None) -> None:
+                 max_size: int = MAX_DEDICATED, timeout: Optional[float] = None) -> None:
         if max_size < 1:
             raise ValueError("max_dedicated must be at least 1")
         self.settings = settings
@@ -149,6 +170,7 @@ class DedicatedPool:
         self._leased: Set[Connection] = set()
         self._held: "weakref.WeakSet[Any]" = weakref.WeakSet()  # pinned clients, monitors
         self._graceful: Set[Connection] = set()
+        self._dropped: Set[Connection] = set()  # leased when disconnect() ran
         self._drained = Event()
         self._drained.set()
         self._closed = False
@@ -166,13 +188,20 @@ class DedicatedPool:
 
     # -- permits -------------------------------------------------------------
 
-    def _take_permit(self) -> None:
+    def _take_permit(self, wait: bool = True) -> None:
         if self._closed:
             raise ClientClosedError("this geredis client was closed")
         if self._free > 0 and not self._waiters:
             self._free -= 1
-        else:
+        elif wait:
             self._wait_for_permit()
+        else:
+            raise PoolExhaustedError(
+                f"all {self.max_size} dedicated connections to {self.settings.address}"
+                " are in use; a blocking command does not wait for one, since the"
+                " commands holding them may be waiting for what this caller would"
+                " do next (a deadlock): raise max_dedicated= on geredis.Redis"
+            )
 
     def _wait_for_permit(self) -> None:
         timeout = self.timeout
@@ -223,17 +252,19 @@ class DedicatedPool:
         fresh = dataclasses.replace(base, socket_timeout=None, health_check_interval=0)
         return Connection(fresh, parser=self._parser)
 
-    def acquire(self, graceful: bool = False) -> Connection:
+    def acquire(self, graceful: bool = False, wait: bool = True) -> Connection:
         """Lease a dedicated connection; give it back with :meth:`release`.
 
         A ``graceful`` lease (a pipeline in flight) gets until ``close()``'s
-        deadline to finish; others are aborted at close.
+        deadline to finish; others are aborted at close. Without ``wait``,
+        fail at once when no permit is free.
 
         Raises:
-            PoolExhaustedError: no permit became free within ``timeout``.
+            PoolExhaustedError: no permit became free within ``timeout`` (at
+                once without ``wait``).
             ClientClosedError: the client was closed.
         """
-        self._take_permit()
+        self._take_permit(wait)
         conn: Optional[Connection] = None
         while self._idle:
             candidate = self._idle.pop()
@@ -263,17 +294,20 @@ class DedicatedPool:
             return  # released twice, or already aborted by close()
         self._leased.discard(conn)
         self._graceful.discard(conn)
+        dropped = conn in self._dropped
+        self._dropped.discard(conn)
         if not self._graceful:
             self._drained.set()
-        if not self._closed and self._clean(conn):
+        if not self._closed and not dropped and self._clean(conn) and len(self._idle) < MAX_IDLE:
             self._idle.append(conn)
         else:
             conn.abort()
         self._give_permit()
 
     def run(self, packed: bytes, raw: bool, bound: Optional[float]) -> Any:
-        """One command on a leased connection (a blocking command)."""
-        conn = self.acquire()
+        """One command on a leased connection (a blocking command); fails at
+        once with ``PoolExhaustedError`` when every permit is taken."""
+        conn = self.acquire(wait=False)
         try:
             return call(conn, packed, raw, bound)
         finally:
@@ -292,7 +326,22 @@ class DedicatedPool:
         self._held.discard(holder)
         self._give_permit()
 
-    # -- closing ----------------------------------------------------------------
+    # -- dropping and closing -------------------------------------------------------
+
+    def disconnect(self, abort: bool = False) -> None:
+        """Close the idle connections; leased ones are closed when given back,
+        or aborted now with ``abort`` (their callers get a ConnectionError).
+        Held ones (pinned clients, monitors) are left alone. Never blocks;
+        the pool stays usable."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close_nowait()
+        if abort:
+            for conn in list(self._leased):
+                conn.abort()
+        else:
+            self._dropped |= self._leased
+
 
     def close(self, timeout: Optional[float] = None) -> None:
         """Close every dedicated connection; see the module comment.

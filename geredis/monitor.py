@@ -24,7 +24,7 @@ How this works:
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import gevent
 import redis.client
@@ -33,18 +33,18 @@ from redis._parsers.encoders import Encoder
 from redis.client import NEVER_DECODE
 
 from .client import Redis
-from .compat import Futures, PoolView
+from .compat import Futures
 from .connection import Connection, State
 from .dedicated import call, wait_bound
 from .exceptions import ClientClosedError, ConnectionClosedError, SharedConnectionError, TimeoutError
 from .handshake import open_initialised
+from .pool import ConnectionPool
 from .pipeline import Pipeline, _name
 from .protocol import NEED_DATA, PUSH_TYPES, Packer, make_reader
 from .routing import block_seconds, is_blocking
 from .settings import ConnectionSettings
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .dedicated import DedicatedPool
+from .dedicated import DedicatedPool
 
 __all__ = ["Monitor", "MonitorConnection", "PinnedRedis"]
 
@@ -243,27 +243,47 @@ class PinnedRedis(Redis):
         ClientClosedError: the parent client was closed.
     """
 
+    _closed = False  # a plain attribute here, not Redis's property
+
     def __init__(self, parent: Redis) -> None:  # not Redis.__init__: shares the parent's setup
         self._closed = True
+        self._final = True
         self._holding = False
         self._connection: Optional[Connection] = None
         self._parent = parent
-        self._dedicated = parent._dedicated
+        self._pool: DedicatedPool = parent._dedicated
         self.settings = dataclasses.replace(parent.settings)  # SELECT/SETNAME tracked here
         self._parser = parent._parser
         self._timeout = parent._timeout
         self._packer = parent._packer
-        self.connection_pool = PoolView(self.settings)  # type: ignore[assignment]
+        self.connection_pool = ConnectionPool(  # type: ignore[assignment]
+            self.settings, parser=self._parser, max_dedicated=self._pool.max_size,
+            dedicated_timeout=self._pool.timeout,
+        )
         self.connection = None
         self.response_callbacks = parent.response_callbacks
         self.pipeline_threshold = parent.pipeline_threshold
         self.futures = Futures(self)
-        self._dedicated.hold(self)  # may raise PoolExhaustedError
+        self._pool.hold(self)  # may raise PoolExhaustedError
         self._holding = True
         self._closed = False
 
+    @property
+    def _dedicated(self) -> "DedicatedPool":
+        return self._pool
+
     def __repr__(self) -> str:
-        return "<geredis.PinnedRedis" + super().__repr__()[len("<geredis.Redis"):]
+        conn = self._connection
+        if self._closed:
+            state, pending = "CLOSED", 0
+        elif conn is None:
+            state, pending = "IDLE", 0
+        else:
+            state, pending = conn.state.value, conn.pending
+        return (
+            f"<geredis.PinnedRedis {self.settings.address} db={self.settings.db}"
+            f" {state} pending={pending}>"
+        )
 
     def _refuse(self, command: str, args: Tuple[Any, ...]) -> None:
         full = _full_name(command, args)
@@ -276,7 +296,7 @@ class PinnedRedis(Redis):
             raise ClientClosedError("this pinned geredis client was closed")
         conn = self._connection
         if conn is None or conn.state is State.CLOSED or conn.state is State.CLOSING:
-            conn = self._connection = self._dedicated.connect(self.settings)
+            conn = self._connection = self._pool.connect(self.settings)
         return conn
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
@@ -377,14 +397,16 @@ class PinnedRedis(Redis):
         """
         return self._parent.pubsub(**kwargs)
 
-    def close(self, timeout: Optional[float] = None) -> None:
+    def close(self, timeout: Optional[float] = None, *, final: bool = True) -> None:
         """Let pending commands finish, close the connection, give the
-        permit back. Safe to call again.
+        permit back. Safe to call again. A pinned client cannot be reopened.
 
         Args:
             timeout: the longest to wait for pending replies (default:
                 ``socket_timeout``); those still missing then fail with
                 ``ClientClosedError``.
+            final: accepted for ``geredis.Redis.close``'s signature; a
+                pinned client's close is always final.
         """
         self._closed = True
         conn = self._connection
@@ -404,7 +426,7 @@ class PinnedRedis(Redis):
     def _unhold(self) -> None:
         if self._holding:
             self._holding = False
-            self._dedicated.unhold(self)
+            self._pool.unhold(self)
 
     def __del__(self) -> None:
         if getattr(self, "_holding", False):

@@ -93,7 +93,7 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
                  refuse: Optional[Callable[[str, Tuple[Any, ...]], None]] = None) -> None:
         # redis.client.Pipeline.__init__ wants a connection pool: set its state here.
         self._client = client
-        self.connection_pool = client.connection_pool
+        self.connection_pool = client.connection_pool  # type: ignore[assignment]
         self.connection = None
         self.response_callbacks = client.response_callbacks
         self.transaction = transaction  # type: ignore[method-assign,assignment]
@@ -106,6 +106,7 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
         self._pinned = pinned  # a pinned client's connection getter
         self._refuse = refuse  # and its refusals
         self._lease: Optional[Connection] = None
+        self._lease_pool: Any = None  # the pool the lease came from
         self._callbacks: Dict[Any, Any] = {}  # raw command name -> callback or None
 
     def __repr__(self) -> str:
@@ -124,7 +125,7 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
             self._lease = None
             try:
                 conn.abort()
-                self._client._dedicated.release(conn)
+                self._lease_pool.release(conn)
             except Exception:  # interpreter shutdown
                 pass
 
@@ -180,7 +181,7 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
         self.explicit_transaction = False
         lease, self._lease = self._lease, None
         if lease is not None:
-            self._client._dedicated.release(lease)
+            self._lease_pool.release(lease)
 
     def discard(self) -> None:
         """Forget the queued commands and any WATCH (DISCARD's effect)."""
@@ -193,7 +194,8 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
         if self._pinned is not None:
             return self._pinned()
         if self._lease is None:
-            self._lease = self._client._dedicated.acquire(graceful=True)
+            self._lease_pool = self._client._dedicated
+            self._lease = self._lease_pool.acquire(graceful=True)
         return self._lease
 
     def _check(self, command: str, args: Tuple[Any, ...], mode: str) -> float:
@@ -309,11 +311,12 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
         ``consume(offset, replies)``, chunk by chunk on a dedicated connection."""
         conn = self._conn_in_use()
         if conn is None and (extra > 0 or len(commands) > self.threshold):
-            conn = self._client._dedicated.acquire(graceful=True)
+            pool = self._client._dedicated
+            conn = pool.acquire(graceful=True)
             try:
                 self._exchange(conn, commands, extra, consume)
             finally:
-                self._client._dedicated.release(conn)
+                pool.release(conn)
         elif conn is not None:
             self._exchange(conn, commands, extra, consume)
         else:

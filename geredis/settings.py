@@ -191,19 +191,84 @@ def parse_url(url: str) -> Dict[str, Any]:
     return kwargs
 
 
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str, bytes)):
+        raise TypeError("expected an integer")
+    return int(value)
+
+
+def _as_seconds(value: Any) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, bytes)):
+        raise TypeError("expected a number of seconds or None")
+    return float(value)
+
+
+def _as_bool(value: Any) -> bool:
+    """A flag as bool; strings as in URLs ("false", "no", "0", "" are False)."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        if value.strip().upper() in ("TRUE", "T", "YES", "Y", "1", "ON"):
+            return True
+        if value.strip().upper() in ("", "FALSE", "F", "NO", "N", "0", "OFF"):
+            return False
+    raise TypeError("expected True or False")
+
+
+def _as_protocol(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if not isinstance(value, bool) and isinstance(value, (int, str, bytes)):
+        try:
+            if int(value) in (2, 3):
+                return int(value)
+        except ValueError:
+            pass
+    raise ValueError("protocol must be 2, 3 or None")
+
+
+#: How each typed setting is normalised: values from URLs, settings files or
+#: environment variables often come as strings, and a string "2" or "False"
+#: must not silently mean something else (redis-py's callback tables would be
+#: picked for the wrong protocol). Anything else raises ValueError.
+_COERCE: Dict[str, Callable[[Any], Any]] = {
+    "port": _as_int,
+    "db": _as_int,
+    "protocol": _as_protocol,
+    "socket_timeout": _as_seconds,
+    "socket_connect_timeout": _as_seconds,
+    "health_check_interval": lambda v: 0.0 if v is None else _as_seconds(v),
+    "max_in_flight": _as_int,
+    "socket_keepalive": _as_bool,
+    "legacy_responses": _as_bool,
+    "decode_responses": _as_bool,
+    "ssl": _as_bool,
+    "ssl_check_hostname": _as_bool,
+    "integrity_check": _as_bool,
+}
+
+
 @dataclasses.dataclass
 class ConnectionSettings:
     """Everything needed to open and initialise one connection.
 
-    One per client, built from its constructor arguments (the fields are
-    exactly the connection arguments ``geredis.Redis`` applies, with
-    redis-py's names and defaults) and shared by every connection the client
-    opens. ``CLIENT SETNAME`` on the client updates ``client_name`` here, so
-    later connections get the name too. The repr hides passwords.
+    Built from a client's constructor arguments (the fields are exactly the
+    connection arguments ``geredis.Redis`` applies, with redis-py's names and
+    defaults; typed values given as strings are normalised) and shared by
+    every connection opened for them, by every client with equal settings
+    (``server.py``). ``CLIENT SETNAME`` on a client updates ``client_name``
+    here, so later connections get the name too. The repr hides passwords.
 
     Raises:
-        ValueError: on construction, ``ssl=True`` with an invalid
-            ``ssl_cert_reqs`` or with a unix socket.
+        ValueError: on construction, a typed value that cannot be read (a
+            ``protocol`` other than 2 or 3, ``db="one"``...), ``ssl=True``
+            with an invalid ``ssl_cert_reqs`` or with a unix socket.
     """
 
     #: The server's host name or address (resolved once per connect).
@@ -293,6 +358,12 @@ class ConnectionSettings:
     )
 
     def __post_init__(self) -> None:
+        for name, coerce in _COERCE.items():
+            value = getattr(self, name)
+            try:
+                setattr(self, name, coerce(value))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"invalid {name}={value!r}: {exc}") from None
         if self.ssl:
             self.verify_mode  # noqa: B018 - refuses an unknown ssl_cert_reqs now
             if self.unix_socket_path:
@@ -384,13 +455,31 @@ class ConnectionSettings:
         return steps
 
     def connection_kwargs(self) -> Dict[str, Any]:
-        """The dict redis-py code reads as ``connection_pool.connection_kwargs``.
+        """These settings as redis-py's ``connection_pool.connection_kwargs``:
+        valid ``redis.Redis`` arguments, shaped as redis-py's pool holds them
+        for the matching connection class (``path`` for a unix socket, no
+        ``host``/``port`` then; ``ssl_*`` only over TLS). geredis-only
+        settings appear only when not at their default.
 
         Returns:
-            A new dict of every field (plus ``path`` for a unix socket, the
-            name redis-py uses), passwords included: do not log it.
+            A new dict, passwords included: do not log it.
         """
-        kwargs = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        kwargs: Dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            name, value = field.name, getattr(self, field.name)
+            if name in ("unix_socket_path", "ssl"):
+                continue  # redis-py says these with its connection class
+            if name.startswith("ssl_") and not self.ssl:
+                continue
+            if name in ("host", "port") and self.unix_socket_path:
+                continue
+            if name in _GEREDIS_ONLY and value == field.default:
+                continue
+            kwargs[name] = value
         if self.unix_socket_path:
             kwargs["path"] = self.unix_socket_path
         return kwargs
+
+
+#: Settings redis-py's connections do not take.
+_GEREDIS_ONLY = frozenset(("max_in_flight", "integrity_check"))

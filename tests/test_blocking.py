@@ -125,15 +125,16 @@ def test_xread_and_xreadgroup_block(r: geredis.Redis) -> None:
     assert len(r.xread({"block": 0})[0][1]) == 1
 
 
-def test_pool_exhaustion_raises_a_clear_error(redis_server: RedisServer) -> None:
-    with geredis.Redis(port=redis_server.port, max_dedicated=2, dedicated_timeout=0.2) as c:
+def test_pool_exhaustion_fails_a_blocking_command_at_once(redis_server: RedisServer) -> None:
+    # Waiting for a dedicated connection could deadlock (the holders may wait
+    # for what this caller would push), so a blocking command never waits.
+    with geredis.Redis(port=redis_server.port, max_dedicated=2) as c:
         waiting = [gevent.spawn(c.blpop, [f"q{i}"], 2) for i in range(2)]
         gevent.sleep(0.05)
-        started = time.monotonic()
         with pytest.raises(PoolExhaustedError, match="all 2 dedicated connections") as info:
             c.blpop(["q9"], 1)
         assert isinstance(info.value, redis.ConnectionError)
-        assert 0.15 < time.monotonic() - started < 1
+        assert "max_dedicated" in str(info.value) and "deadlock" in str(info.value)
         assert c.ping() is True  # the shared connection is untouched
         c.rpush("q0", "a")
         c.rpush("q1", "b")
@@ -141,35 +142,78 @@ def test_pool_exhaustion_raises_a_clear_error(redis_server: RedisServer) -> None
         assert c._dedicated.in_use == 0
 
 
-def test_exhausted_pool_waits_fifo_by_default(redis_server: RedisServer) -> None:
+def test_pool_exhaustion_makes_a_transaction_wait_at_most_dedicated_timeout(
+    redis_server: RedisServer,
+) -> None:
+    with geredis.Redis(port=redis_server.port, max_dedicated=1, dedicated_timeout=0.2) as c:
+        holder = gevent.spawn(c.blpop, ["q"], 2)
+        gevent.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(PoolExhaustedError, match="none was released within 0.2s"):
+            c.transaction(lambda pipe: None, "k")
+        assert 0.15 < time.monotonic() - started < 1.5
+        c.rpush("q", "x")
+        holder.get(timeout=2)
+        assert c._dedicated.in_use == 0
+
+
+def test_exhausted_pool_serves_transactions_fifo(redis_server: RedisServer) -> None:
     with geredis.Redis(port=redis_server.port, max_dedicated=1) as c:
-        got: List[Any] = []
+        order: List[int] = []
+        pinned = c.client()  # takes the only dedicated connection
 
         def take(i: int) -> None:
-            got.append((i, c.blpop(["fifo"], 3)))
+            c.transaction(lambda pipe: order.append(i), f"k{i}")
 
         takers = []
         for i in range(5):
             takers.append(gevent.spawn(take, i))
             gevent.sleep(0.01)
-        for i in range(5):
-            c.rpush("fifo", str(i))
-            gevent.sleep(0.05)
-        gevent.joinall(takers, raise_error=True)
-        assert [(i, item[1]) for i, item in got] == [(i, str(i).encode()) for i in range(5)]
-        assert len(c._dedicated._idle) == 1
+        assert order == []  # all queued behind the pinned client
+        pinned.close()
+        gevent.joinall(takers, raise_error=True, timeout=5)
+        assert order == list(range(5))
+        assert c._dedicated.in_use == 0
 
 
 def test_timed_out_waiter_passes_on_a_permit(redis_server: RedisServer) -> None:
     with geredis.Redis(port=redis_server.port, max_dedicated=1) as c:
-        holder = gevent.spawn(c.blpop, ["h"], 0.2)
-        gevent.sleep(0.02)
-        impatient = gevent.spawn(lambda: gevent.with_timeout(0.05, c.blpop, ["h"], 1))
-        patient = gevent.spawn(c.blpop, ["p"], 0.1)
-        gevent.joinall([holder, impatient, patient])
+        pinned = c.client()
+        impatient = gevent.spawn(
+            lambda: gevent.with_timeout(0.05, c.transaction, lambda pipe: None, "a")
+        )
+        patient = gevent.spawn(c.transaction, lambda pipe: "done", "b", value_from_callable=True)
+        gevent.sleep(0.1)
+        pinned.close()
+        gevent.joinall([impatient, patient], timeout=5)
         assert isinstance(impatient.exception, gevent.Timeout)
-        assert patient.successful() and patient.value is None
+        assert patient.successful() and patient.value == "done"
         assert c._dedicated.in_use == 0
+
+
+def test_producer_consumer_with_a_thousand_waiters_on_one_client(r: geredis.Redis) -> None:
+    # A job consumer looping on BRPOP and 1,000 callers waiting on BLPOP for
+    # their own results, all on one client: nobody starves.
+    done = []
+
+    def consumer() -> None:
+        while len(done) < 1000:
+            job = r.brpop(["jobs"], 5)
+            assert job is not None, "the consumer starved"
+            r.rpush(f"result:{job[1].decode()}", b"ok:" + job[1])
+            done.append(job[1])
+
+    def caller(i: int) -> bytes:
+        r.lpush("jobs", str(i))
+        reply = r.blpop([f"result:{i}"], 30)
+        assert reply is not None
+        return reply[1]  # type: ignore[no-any-return]
+
+    worker = gevent.spawn(consumer)
+    callers = [gevent.spawn(caller, i) for i in range(1000)]
+    gevent.joinall(callers + [worker], raise_error=True, timeout=60)
+    assert [g.value for g in callers] == [b"ok:%d" % i for i in range(1000)]
+    assert r._dedicated.in_use == 0
 
 
 def test_client_name_reaches_dedicated_connections(r: geredis.Redis) -> None:
@@ -186,11 +230,11 @@ def test_client_name_reaches_dedicated_connections(r: geredis.Redis) -> None:
 def test_close_fails_waiting_blocking_commands(redis_server: RedisServer) -> None:
     c = geredis.Redis(port=redis_server.port, max_dedicated=1)
     waiting = gevent.spawn(c.blpop, ["q"], 0)
-    queued = gevent.spawn(c.blpop, ["q"], 0)
     gevent.sleep(0.05)
     c.close()
-    gevent.joinall([waiting, queued])
+    gevent.joinall([waiting])
     assert isinstance(waiting.exception, redis.ConnectionError)
-    assert isinstance(queued.exception, redis.ConnectionError)
+    assert c.blpop(["q"], 0.1) is None  # a new dedicated connection, as redis-py
+    c.close(final=True)
     with pytest.raises(redis.ConnectionError):
         c.blpop(["q"], 1)

@@ -217,9 +217,12 @@ def test_repr_shows_address_state_and_pending(redis_server: RedisServer) -> None
     assert "CLOSED" in repr(c)
 
 
-def test_close_lets_queued_commands_finish_and_refuses_new(redis_server: RedisServer) -> None:
+def test_close_lets_queued_commands_finish_then_the_next_command_reconnects(
+    redis_server: RedisServer,
+) -> None:
     c = geredis.Redis(port=redis_server.port)
     c.ping()
+    first = c._connection
     workers = [gevent.spawn(c.execute_command, "DEBUG", "SLEEP", "0.1")] + [
         gevent.spawn(c.incr, "closing-counter") for _ in range(50)
     ]
@@ -227,14 +230,29 @@ def test_close_lets_queued_commands_finish_and_refuses_new(redis_server: RedisSe
     c.close()
     gevent.joinall(workers)
     assert all(w.successful() for w in workers), [w.exception for w in workers]
+    assert first is not None and first.state is State.CLOSED
+    assert c.get("closing-counter") == b"50"  # as redis-py: a new connection
+    assert c._connection is not first
+    c.close()
+
+
+def test_close_final_refuses_new_commands(redis_server: RedisServer) -> None:
+    c = geredis.Redis(port=redis_server.port)
+    c.ping()
+    c.close(final=True)
     with pytest.raises(ClientClosedError):
         c.get("k")
-    assert c._connection.state is State.CLOSED
+    with pytest.raises(ClientClosedError):
+        c.pubsub()
+    assert "CLOSED" in repr(c)
 
 
 def test_close_before_first_connect_and_twice(redis_server: RedisServer) -> None:
     c = geredis.Redis(port=redis_server.port)
     c.close()
+    c.close()
+    assert c.ping() is True
+    c.close(final=True)
     c.close()
     with pytest.raises(redis.ConnectionError):  # ClientClosedError is one
         c.ping()

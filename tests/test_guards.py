@@ -200,7 +200,8 @@ def test_max_clients_reached(redis_server: RedisServer) -> None:
     try:
         first = geredis.Redis(port=server.port)
         first.ping()
-        second = geredis.Redis(port=server.port, retry=None)
+        # Other settings (a name), so not the first client's shared connection.
+        second = geredis.Redis(port=server.port, retry=None, client_name="second")
         with pytest.raises(redis.ConnectionError, match="max number of clients"):
             second.ping()
         second.close()

@@ -271,7 +271,7 @@ def test_timeout_on_a_dedicated_batch_aborts_that_connection(redis_server: Redis
 
 def test_pipeline_on_a_closed_client(redis_server: RedisServer) -> None:
     c = geredis.Redis(port=redis_server.port)
-    c.close()
+    c.close(final=True)
     with pytest.raises(ClientClosedError):
         c.pipeline().set("k", 1).execute()
     with pytest.raises(ClientClosedError):
@@ -286,7 +286,7 @@ def test_close_lets_a_dedicated_pipeline_finish(redis_server: RedisServer) -> No
     running = gevent.spawn(pipe.execute)
     while c._dedicated.in_use == 0:
         gevent.sleep(0.001)
-    c.close()
+    c.close(final=True)
     assert len(running.get(timeout=5)) == 20_000
     watcher = c.pipeline()
     with pytest.raises(ClientClosedError):

@@ -1,0 +1,211 @@
+"""Everything geredis holds for one server with one set of settings.
+
+How this works:
+
+* A :class:`ServerConnections` owns the connections to one server for one
+  :class:`~geredis.settings.ConnectionSettings`: the shared, multiplexed
+  :class:`~geredis.connection.Connection` (opened lazily on first use, and
+  anew after it broke) and the :class:`~geredis.dedicated.DedicatedPool` for
+  what cannot share it. :meth:`~ServerConnections.usable_connection` returns
+  the shared connection with room for one more command, waiting (at most
+  ``socket_timeout``) while ``max_in_flight`` commands are pending.
+* :meth:`~ServerConnections.disconnect` drops all of it without blocking:
+  the shared connection takes no more commands and closes once its pending
+  replies are in (with ``abort=True`` at once, failing them with a
+  ConnectionError); idle dedicated connections close, leased ones close when
+  given back (or are aborted). The next command opens new connections from
+  ``settings`` *as they are then*: a Sentinel client changes the address in
+  ``settings`` and calls ``disconnect()`` when the primary moves.
+* :meth:`~ServerConnections.close` is the blocking form, for the last client
+  that lets go: it waits (at most ``timeout``) for pending replies and joins
+  every greenlet, leaving no socket behind. A later command still reopens.
+* Clients with equal settings and the same geredis options (parser,
+  dedicated pool bound and timeout) in one OS thread (one event loop) share
+  one ServerConnections: :func:`shared_connections` looks it up in a registry
+  keyed by those values. The registry holds it weakly; whoever needs it alive
+  (a client, a ``connection_pool`` view, a cluster's node table) holds it.
+  ``users`` counts the clients attached: the last one's ``close()`` closes
+  the connections. When it is collected, its connections are closed without
+  waiting.
+* After ``os.fork()`` every ServerConnections in the child drops what it
+  holds (``guards.py`` already disowned the parent's sockets); the child's
+  next command opens connections of its own.
+
+Cluster clients keep one ServerConnections per node (built directly, or
+through the registry); that is the whole contract: ``usable_connection()``,
+``dedicated``, ``disconnect()``, ``close()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import weakref
+from time import monotonic
+from typing import Any, Hashable, Mapping, Optional, Tuple
+
+from .connection import Connection, State
+from .dedicated import MAX_DEDICATED, DedicatedPool
+from .exceptions import ConnectionClosedError, TimeoutError
+from .guards import real_thread_id
+from .settings import ConnectionSettings
+
+__all__ = ["ServerConnections", "settings_key", "shared_connections"]
+
+_CLOSED = State.CLOSED
+
+
+class ServerConnections:
+    """The shared connection and the dedicated pool for one server and one
+    set of settings. See the module comment.
+
+    Args:
+        settings: where to connect and how; read anew for every connection
+            opened, so changes apply from the next one on.
+        parser: ``"auto"``, ``"hiredis"`` or ``"python"``.
+        max_dedicated, dedicated_timeout: the dedicated pool's bound and how
+            long a caller waits for a free one (see ``dedicated.py``).
+    """
+
+    def __init__(self, settings: ConnectionSettings, *, parser: str = "auto",
+                 max_dedicated: int = MAX_DEDICATED,
+                 dedicated_timeout: Optional[float] = None) -> None:
+        self.settings = settings
+        self.parser = parser
+        self.max_dedicated = max_dedicated
+        self.dedicated_timeout = dedicated_timeout
+        #: The shared connection: None until first used or after disconnect().
+        self.connection: Optional[Connection] = None
+        self.dedicated = self._new_dedicated_pool()
+        #: Clients attached (see ``geredis.Redis.close``).
+        self.users = 0
+        _live.add(self)
+
+    def __repr__(self) -> str:
+        conn = self.connection
+        state = "IDLE" if conn is None else conn.state.value
+        pending = 0 if conn is None else conn.pending
+        return (
+            f"<geredis.ServerConnections {self.settings.address} db={self.settings.db}"
+            f" {state} pending={pending} users={self.users} dedicated={self.dedicated.in_use}>"
+        )
+
+    def _new_dedicated_pool(self) -> DedicatedPool:
+        return DedicatedPool(self.settings, parser=self.parser, max_size=self.max_dedicated,
+                             timeout=self.dedicated_timeout)
+
+    def usable_connection(self) -> Connection:
+        """The shared connection, opened anew if there is none or it broke,
+        with room for one more command.
+
+        Raises:
+            TimeoutError: ``max_in_flight`` commands stayed pending for
+                ``socket_timeout`` seconds.
+        """
+        timeout = self.settings.socket_timeout
+        deadline = None if timeout is None else monotonic() + timeout
+        while True:
+            conn = self.connection
+            if conn is None or conn.state is _CLOSED or conn.state is State.CLOSING:
+                conn = self.connection = Connection(self.settings, parser=self.parser)
+            if conn.pending < conn.max_in_flight:
+                return conn
+            conn.room.clear()
+            remaining = None if deadline is None else deadline - monotonic()
+            if (remaining is not None and remaining <= 0) or not conn.room.wait(remaining):
+                raise TimeoutError(
+                    f"{conn.max_in_flight} commands already in flight to"
+                    f" {self.settings.address} for {timeout}s"
+                )
+
+    def disconnect(self, abort: bool = False) -> None:
+        """Drop every connection; the next command opens new ones. Never
+        blocks.
+
+        Commands already sent finish on the old connections (their replies
+        are still delivered) unless ``abort`` is true: then they fail with a
+        ConnectionError at once, blocking commands on dedicated connections
+        included. Pinned clients (``r.client()``) and monitors keep their own
+        connection either way.
+        """
+        conn, self.connection = self.connection, None
+        if conn is not None:
+            if abort:
+                conn.abort(ConnectionClosedError(
+                    f"connection to {self.settings.address} dropped by disconnect()"
+                ))
+            else:
+                conn.close_nowait()
+        self.dedicated.disconnect(abort)
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Close every connection, waiting at most ``timeout`` seconds (None:
+        as long as it takes) for pending replies, then join their greenlets.
+        Pinned clients and monitors are aborted. A later command reopens."""
+        conn, self.connection = self.connection, None
+        pool, self.dedicated = self.dedicated, self._new_dedicated_pool()
+        if conn is not None:
+            conn.close(timeout)
+        pool.close(timeout)
+
+    def close_nowait(self) -> None:
+        """Start closing everything without waiting (safe in ``__del__``)."""
+        conn, self.connection = self.connection, None
+        if conn is not None:
+            conn.close_nowait()
+        self.dedicated.close_nowait()
+
+    def __del__(self) -> None:
+        try:
+            self.close_nowait()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+# -- sharing between clients ------------------------------------------------------
+
+_registry: "weakref.WeakValueDictionary[Tuple[Any, ...], ServerConnections]" = (
+    weakref.WeakValueDictionary()
+)
+_live: "weakref.WeakSet[ServerConnections]" = weakref.WeakSet()
+
+
+def _frozen(value: Any) -> Hashable:
+    """A hashable stand-in for a settings value, equal for equal values."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((_frozen(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return tuple(_frozen(v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        # Held by the settings, so the id cannot be reused while they live.
+        return ("id", id(value))
+    return value  # type: ignore[no-any-return]
+
+
+def settings_key(settings: ConnectionSettings) -> Tuple[Any, ...]:
+    """Equal for settings that would open identical connections."""
+    return tuple(_frozen(getattr(settings, f.name)) for f in dataclasses.fields(settings))
+
+
+def shared_connections(settings: ConnectionSettings, *, parser: str = "auto",
+                       max_dedicated: int = MAX_DEDICATED,
+                       dedicated_timeout: Optional[float] = None) -> ServerConnections:
+    """The ServerConnections of this OS thread for these settings and
+    options, made on first use; see the module comment."""
+    key = (real_thread_id(), parser, max_dedicated, dedicated_timeout, settings_key(settings))
+    owner = _registry.get(key)
+    if owner is None:
+        owner = ServerConnections(settings, parser=parser, max_dedicated=max_dedicated,
+                                  dedicated_timeout=dedicated_timeout)
+        _registry[key] = owner
+    return owner
+
+
+def _after_fork_in_child() -> None:
+    for owner in list(_live):
+        owner.disconnect(abort=True)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
