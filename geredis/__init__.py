@@ -19,20 +19,27 @@ from .exceptions import (
     SharedConnectionError,
 )
 from .guards import ThreadAffinityError
+from .monkey import patch_redis, unpatch_redis
+from .pool import ConnectionPool
+from .server import ServerConnections
 
 __all__ = [
     "ClientClosedError",
     "ClusterNode",
     "Connection",
+    "ConnectionPool",
     "ConnectionClosedError",
     "Futures",
     "PoolExhaustedError",
     "ProtocolError",
     "Redis",
     "RedisCluster",
+    "ServerConnections",
     "SharedConnectionError",
     "State",
     "ThreadAffinityError",
     "__version__",
     "from_url",
+    "patch_redis",
+    "unpatch_redis",
 ]

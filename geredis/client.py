@@ -203,10 +203,10 @@ class Redis(redis.Redis):  # type: ignore[misc]
 
     @classmethod
     def from_url(cls: Type[_R], url: str, **kwargs: Any) -> _R:
-        """A client for a ``redis://`` or ``unix://`` URL; ``kwargs`` win over
-        the URL's options."""
-        options = parse_url(url)
-        options.update(kwargs)
+        """A client for a ``redis://``, ``rediss://`` or ``unix://`` URL. As in
+        redis-py, the URL's options win over ``kwargs`` when both give one."""
+        options = dict(kwargs)
+        options.update(parse_url(url))
         return cls(**options)
 
     def __repr__(self) -> str:

@@ -27,6 +27,7 @@ How this works:
   ``users`` counts the clients attached: the last one's ``close()`` closes
   the connections. When it is collected, its connections are closed without
   waiting.
+* :func:`close_all` closes every one of this thread (a shutdown hook).
 * After ``os.fork()`` every ServerConnections in the child drops what it
   holds (``guards.py`` already disowned the parent's sockets); the child's
   next command opens connections of its own.
@@ -50,7 +51,7 @@ from .exceptions import ConnectionClosedError, TimeoutError
 from .guards import real_thread_id
 from .settings import ConnectionSettings
 
-__all__ = ["ServerConnections", "settings_key", "shared_connections"]
+__all__ = ["ServerConnections", "close_all", "settings_key", "shared_connections"]
 
 _CLOSED = State.CLOSED
 
@@ -201,6 +202,17 @@ def shared_connections(settings: ConnectionSettings, *, parser: str = "auto",
                                   dedicated_timeout=dedicated_timeout)
         _registry[key] = owner
     return owner
+
+
+def close_all(timeout: Optional[float] = None) -> None:
+    """Close every connection geredis holds in this OS thread, waiting at most
+    ``timeout`` seconds for each server's pending replies (a shutdown hook:
+    gunicorn's ``worker_exit``, the end of a test). Clients stay usable: a
+    later command reconnects."""
+    thread = real_thread_id()
+    for key, owner in list(_registry.items()):
+        if key[0] == thread:
+            owner.close(timeout)
 
 
 def _after_fork_in_child() -> None:

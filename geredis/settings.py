@@ -239,7 +239,7 @@ def _as_protocol(value: Any) -> Optional[int]:
 #: picked for the wrong protocol). Anything else raises ValueError.
 _COERCE: Dict[str, Callable[[Any], Any]] = {
     "port": _as_int,
-    "db": _as_int,
+    "db": lambda v: 0 if v is None else _as_int(v),  # None: redis-py's "not given"
     "protocol": _as_protocol,
     "socket_timeout": _as_seconds,
     "socket_connect_timeout": _as_seconds,

@@ -28,7 +28,10 @@ from redis.exceptions import PubSubError
 
 from ..exceptions import TimeoutError
 from ..settings import ConnectionSettings
-from .delivery import Delivery, HandlerErrorHook, Message, ReconnectInfo, report_handler_error
+from .delivery import (
+    Delivery, HandlerErrorHook, Message, ReconnectInfo, belongs_to_main, raise_in_main,
+    report_handler_error,
+)
 from .subscriber import Subscriber, SubscriberState
 
 __all__ = ["PubSub", "PubSubWorker"]
@@ -70,6 +73,11 @@ class PubSub:
         on_handler_error: ``f(exc, message)``, called in the dispatcher when a
             handler (or ``on_reconnect``) raises. The default logs to
             ``geredis.pubsub`` and reports to gevent's hub. Delivery goes on.
+            What is not the handler's own ordinary error (a ``BaseException``
+            that is not an ``Exception``, or an exception a signal handler
+            raised while the handler ran) is raised in the main greenlet
+            instead, as redis-py's handler thread would leave it to the main
+            thread.
         on_reconnect: ``f(ReconnectInfo)`` after each reconnect.
         reconnect_messages: put ``'reconnect'`` messages in the
             ``get_message`` queue (not hidden by ``ignore_subscribe_messages``).
@@ -381,8 +389,11 @@ class PubSubWorker(Greenlet):  # type: ignore[misc]
                     pubsub._delivery.wait_inbox(timeout)
                     while self._running and pubsub.get_message(True) is not None:
                         pass
-                except Exception as exc:
-                    if self.exception_handler is None:
+                except BaseException as exc:  # noqa: B902 - sorted out below
+                    if belongs_to_main(exc):
+                        raise_in_main(exc)  # a signal's, as with a thread
+                        continue
+                    if self.exception_handler is None or not isinstance(exc, Exception):
                         raise
                     self.exception_handler(exc, pubsub, self)
         finally:

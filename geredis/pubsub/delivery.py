@@ -12,6 +12,18 @@ message it builds goes to one of two bounded deques owned by :class:`Delivery`:
 * ``inbox`` holds what ``get_message()``/``listen()`` return: messages
   without a handler, subscribe confirmations, pongs and reconnect notices.
 
+What a handler raises that is not its own ordinary error goes to the main
+greenlet instead (:func:`raise_in_main`, gevent's way for system errors),
+because that is where it would have gone with redis-py's handler thread: a
+``BaseException`` that is not an ``Exception`` (``KeyboardInterrupt``,
+``SystemExit``...), and any exception raised by a Python *signal handler*
+that happened to run while the handler did (Python runs signal handlers in
+the main thread, so with threads they interrupt the main program; with
+greenlets they interrupt whichever greenlet runs: RQ's shutdown command
+sends its process SIGINT from a pub/sub handler, and its SIGINT handler's
+``StopRequested`` must stop the worker's main loop). The dispatcher then goes
+on with the next message.
+
 Overflow policy, the same for both deques: **drop the oldest**. After each
 read the reader trims a deque longer than ``max_queued`` from its head, adds
 the count to ``dropped`` and logs one warning per overflow episode (an
@@ -35,7 +47,10 @@ from gevent.greenlet import Greenlet
 
 from ..connection import BackgroundGreenlet
 
-__all__ = ["Delivery", "HandlerErrorHook", "ReconnectInfo", "report_handler_error"]
+__all__ = [
+    "Delivery", "HandlerErrorHook", "ReconnectInfo", "belongs_to_main", "raise_in_main",
+    "report_handler_error",
+]
 
 logger = logging.getLogger("geredis.pubsub")
 
@@ -77,6 +92,44 @@ def report_handler_error(exc: BaseException, message: Message) -> None:
     where = f"pub/sub handler for {message.get('type')} on {message.get('channel')!r}"
     logger.error("%s raised %r", where, exc, exc_info=exc)
     gevent.get_hub().handle_error(where, type(exc), exc, exc.__traceback__)
+
+
+def raised_by_signal_handler(exc: BaseException) -> bool:
+    """True if ``exc`` came out of a Python signal handler: in its traceback,
+    a frame whose last two positional arguments are an int and the frame
+    just before it (Python calls ``handler(signum, frame)`` with the frame it
+    interrupted)."""
+    tb = exc.__traceback__
+    previous = None
+    while tb is not None:
+        frame = tb.tb_frame
+        if previous is not None:
+            code = frame.f_code
+            n = code.co_argcount
+            if n >= 2:
+                signum_name, frame_name = code.co_varnames[n - 2:n]
+                local = frame.f_locals
+                if local.get(frame_name) is previous and isinstance(local.get(signum_name), int):
+                    return True
+        previous = frame
+        tb = tb.tb_next
+    return False
+
+
+def belongs_to_main(exc: BaseException) -> bool:
+    """Whether a handler's exception goes to the main greenlet rather than to
+    ``on_handler_error`` (see the module comment)."""
+    if isinstance(exc, gevent.GreenletExit):
+        return False
+    return not isinstance(exc, Exception) or raised_by_signal_handler(exc)
+
+
+def raise_in_main(exc: BaseException) -> None:
+    """Raise ``exc`` in the main greenlet now (as gevent does for
+    ``SystemExit`` and ``KeyboardInterrupt`` in any greenlet); this greenlet
+    resumes when the main greenlet next waits."""
+    logger.debug("raising %r in the main greenlet", exc)
+    gevent.get_hub().handle_system_error(type(exc), exc, exc.__traceback__)
 
 
 class Delivery:
@@ -181,6 +234,9 @@ class Delivery:
             except gevent.GreenletExit:
                 raise
             except BaseException as exc:  # noqa: B902 - a handler's error is reported, not fatal
+                if belongs_to_main(exc):
+                    raise_in_main(exc)
+                    continue
                 message = arg if type(arg) is dict else reconnect_message(arg)
                 try:
                     self.on_handler_error(exc, message)
