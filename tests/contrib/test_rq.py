@@ -15,6 +15,7 @@ import pytest
 rq = pytest.importorskip("rq")
 
 from rq import Queue, SimpleWorker, Worker  # noqa: E402
+from rq.worker import SpawnWorker  # noqa: E402
 from rq.command import send_shutdown_command  # noqa: E402
 from rq.job import JobStatus  # noqa: E402
 from rq.scheduler import RQScheduler  # noqa: E402
@@ -103,3 +104,17 @@ def test_send_shutdown_command_stops_a_worker(
     assert time.monotonic() - started < 10
     sender.get(timeout=1)
     assert conn.ping() is True
+
+
+@pytest.mark.parametrize("worker_class", [Worker, SpawnWorker])
+def test_workers_that_run_jobs_in_child_processes(
+    conn: geredis.Redis, signals_restored: None, worker_class: type,
+) -> None:
+    # Worker forks (the child goes on with the parent's client: geredis's
+    # fork safety); SpawnWorker starts a fresh interpreter that builds
+    # redis.Redis(**connection_kwargs): they must be valid redis-py arguments.
+    queue = Queue("forking", connection=conn)
+    job = queue.enqueue(double, 21)
+    worker_class([queue], connection=conn).work(burst=True)
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+    assert job.return_value() == 42
