@@ -29,7 +29,7 @@ was the last client attached; the next command attaches again and reconnects.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
 
 import gevent
 import redis
@@ -209,16 +209,21 @@ class Redis(redis.Redis):  # type: ignore[misc]
         options.update(parse_url(url))
         return cls(**options)
 
+    def _repr_parts(self) -> Tuple[bool, Optional[Connection]]:
+        """For repr: whether the client is closed, and its connection."""
+        closed = self._final or (self._shared is _DETACHED and self._connection is not None)
+        return closed, self._shared.connection
+
     def __repr__(self) -> str:
-        conn = self._shared.connection
-        if self._final or (self._shared is _DETACHED and self._connection is not None):
+        closed, conn = self._repr_parts()
+        if closed:
             state, pending = "CLOSED", 0
         elif conn is None:
             state, pending = "IDLE", 0
         else:
             state, pending = conn.state.value, conn.pending
         return (
-            f"<geredis.Redis {self.settings.address} db={self.settings.db}"
+            f"<geredis.{type(self).__name__} {self.settings.address} db={self.settings.db}"
             f" {state} pending={pending}>"
         )
 

@@ -272,18 +272,8 @@ class PinnedRedis(Redis):
     def _dedicated(self) -> "DedicatedPool":
         return self._pool
 
-    def __repr__(self) -> str:
-        conn = self._connection
-        if self._closed:
-            state, pending = "CLOSED", 0
-        elif conn is None:
-            state, pending = "IDLE", 0
-        else:
-            state, pending = conn.state.value, conn.pending
-        return (
-            f"<geredis.PinnedRedis {self.settings.address} db={self.settings.db}"
-            f" {state} pending={pending}>"
-        )
+    def _repr_parts(self) -> Tuple[bool, Optional[Connection]]:
+        return self._closed, self._connection
 
     def _refuse(self, command: str, args: Tuple[Any, ...]) -> None:
         full = _full_name(command, args)

@@ -17,6 +17,8 @@ the producers (see ``dedicated.py`` for the bound).
 
 from __future__ import annotations
 
+from typing import Any
+
 from huey import api, storage
 
 from ..client import Redis
@@ -28,49 +30,29 @@ __all__ = [
 ]
 
 
-class RedisStorage(storage.RedisStorage):  # type: ignore[misc]
-    """huey's ``RedisStorage`` on a geredis client."""
-
-    redis_client = Redis
-
-
-class RedisExpireStorage(storage.RedisExpireStorage):  # type: ignore[misc]
-    """huey's ``RedisExpireStorage`` (results expire) on a geredis client."""
-
-    redis_client = Redis
+def _on_geredis(base: type, doc: str, **attributes: Any) -> Any:
+    """``base`` (a huey class) with ``attributes`` set: ``redis_client`` on
+    a storage, ``storage_class`` on a Huey."""
+    return type(base.__name__, (base,), {"__doc__": doc, "__module__": __name__, **attributes})
 
 
-class PriorityRedisStorage(storage.PriorityRedisStorage):  # type: ignore[misc]
-    """huey's ``PriorityRedisStorage`` on a geredis client."""
+RedisStorage = _on_geredis(storage.RedisStorage, "huey's RedisStorage on geredis.",
+                           redis_client=Redis)
+RedisExpireStorage = _on_geredis(
+    storage.RedisExpireStorage, "huey's RedisExpireStorage (results expire) on geredis.",
+    redis_client=Redis)
+PriorityRedisStorage = _on_geredis(storage.PriorityRedisStorage,
+                                   "huey's PriorityRedisStorage on geredis.", redis_client=Redis)
+PriorityRedisExpireStorage = _on_geredis(
+    storage.PriorityRedisExpireStorage, "huey's PriorityRedisExpireStorage on geredis.",
+    redis_client=Redis)
 
-    redis_client = Redis
-
-
-class PriorityRedisExpireStorage(storage.PriorityRedisExpireStorage):  # type: ignore[misc]
-    """huey's ``PriorityRedisExpireStorage`` on a geredis client."""
-
-    redis_client = Redis
-
-
-class RedisHuey(api.RedisHuey):  # type: ignore[misc]
-    """huey's ``RedisHuey`` on geredis."""
-
-    storage_class = RedisStorage
-
-
-class RedisExpireHuey(api.RedisExpireHuey):  # type: ignore[misc]
-    """huey's ``RedisExpireHuey`` on geredis."""
-
-    storage_class = RedisExpireStorage
-
-
-class PriorityRedisHuey(api.PriorityRedisHuey):  # type: ignore[misc]
-    """huey's ``PriorityRedisHuey`` on geredis."""
-
-    storage_class = PriorityRedisStorage
-
-
-class PriorityRedisExpireHuey(api.PriorityRedisExpireHuey):  # type: ignore[misc]
-    """huey's ``PriorityRedisExpireHuey`` on geredis."""
-
-    storage_class = PriorityRedisExpireStorage
+RedisHuey = _on_geredis(api.RedisHuey, "huey's RedisHuey on geredis.",
+                        storage_class=RedisStorage)
+RedisExpireHuey = _on_geredis(api.RedisExpireHuey, "huey's RedisExpireHuey on geredis.",
+                              storage_class=RedisExpireStorage)
+PriorityRedisHuey = _on_geredis(api.PriorityRedisHuey, "huey's PriorityRedisHuey on geredis.",
+                                storage_class=PriorityRedisStorage)
+PriorityRedisExpireHuey = _on_geredis(
+    api.PriorityRedisExpireHuey, "huey's PriorityRedisExpireHuey on geredis.",
+    storage_class=PriorityRedisExpireStorage)
