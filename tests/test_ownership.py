@@ -208,3 +208,29 @@ def test_fork_child_gets_its_own_dedicated_connections(r: geredis.Redis) -> None
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert r.blpop(["f"], 0.01) is None and r.ping() is True
+
+
+def test_each_thread_gets_its_own_connection_from_one_pool(redis_server: RedisServer) -> None:
+    # A redis-py pool shared by threads (django-redis keeps them process-wide):
+    # each thread's clients share that thread's connection (its event loop's).
+    import threading
+
+    pool = redis.ConnectionPool(port=redis_server.port, db=7)
+    owners: dict = {}
+
+    def use(name: str) -> None:
+        clients = [geredis.Redis(connection_pool=pool) for _ in range(3)]
+        for i, c in enumerate(clients):
+            c.set(f"{name}:{i}", name)
+        owners[name] = [c._shared for c in clients]  # kept alive: ids stay unique
+        assert all(c.get(f"{name}:{i}") == name.encode() for i, c in enumerate(clients))
+        geredis.server.close_all()
+
+    threads = [threading.Thread(target=use, args=(f"t{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    for name in ("t0", "t1"):
+        assert all(owner is owners[name][0] for owner in owners[name])
+    assert owners["t0"][0] is not owners["t1"][0]
