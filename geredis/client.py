@@ -112,6 +112,7 @@ class Redis(redis.Redis):  # type: ignore[misc]
     """
 
     _is_async_client = False
+    _repr_name = "geredis.Redis"
     connection_pool: ConnectionPool  # type: ignore[assignment]
 
     def __init__(self, **kwargs: Any) -> None:
@@ -130,11 +131,12 @@ class Redis(redis.Redis):  # type: ignore[misc]
     def _setup(self, settings: ConnectionSettings, retry: RetryPolicy, parser: str = "auto",
                max_dedicated: int = MAX_DEDICATED, dedicated_timeout: Optional[float] = None,
                pipeline_threshold: int = PIPELINE_THRESHOLD) -> None:
-        """Build the client from settings already checked: the constructor's
-        second half, also used by the cluster client for each node."""
+        """Build the client from settings already checked, with connections
+        of its own (not shared with clients of equal settings): the cluster
+        client's node clients, which live and die with it."""
         self.pipeline_threshold = pipeline_threshold
         self._start(ConnectionPool(settings, parser=parser, max_dedicated=max_dedicated,
-                                   dedicated_timeout=dedicated_timeout), retry)
+                                   dedicated_timeout=dedicated_timeout, shared=False), retry)
 
     def _start(self, pool: ConnectionPool, retry: RetryPolicy) -> None:
         """Take ``pool``'s settings and attach to its shared connections."""
@@ -223,7 +225,7 @@ class Redis(redis.Redis):  # type: ignore[misc]
         else:
             state, pending = conn.state.value, conn.pending
         return (
-            f"<geredis.{type(self).__name__} {self.settings.address} db={self.settings.db}"
+            f"<{self._repr_name} {self.settings.address} db={self.settings.db}"
             f" {state} pending={pending}>"
         )
 

@@ -244,6 +244,7 @@ class PinnedRedis(Redis):
     """
 
     _closed = False  # a plain attribute here, not Redis's property
+    _repr_name = "geredis.PinnedRedis"
 
     def __init__(self, parent: Redis) -> None:  # not Redis.__init__: shares the parent's setup
         self._closed = True

@@ -128,16 +128,19 @@ class ConnectionPool:
         settings: the connection settings.
         parser, max_dedicated, dedicated_timeout: geredis options, as for
             ``geredis.Redis``.
-        connection_class: the redis-py class the settings correspond to (for
-            code that reads it); derived from the settings when None.
+        shared: share the connections with every client and pool of equal
+            settings (the registry in ``server.py``); False gives this pool
+            connections of its own (a cluster client's nodes: they live and
+            die with that client).
     """
 
     def __init__(self, settings: ConnectionSettings, *, parser: str = "auto",
                  max_dedicated: int = MAX_DEDICATED,
-                 dedicated_timeout: Optional[float] = None) -> None:
+                 dedicated_timeout: Optional[float] = None, shared: bool = True) -> None:
         self.parser = parser
         self.max_dedicated = max_dedicated
         self.dedicated_timeout = dedicated_timeout
+        self.shared = shared
         self._owners: Dict[int, ServerConnections] = {}
         self._clients: "weakref.WeakSet[Redis]" = weakref.WeakSet()
         self._set_settings(settings)
@@ -160,7 +163,8 @@ class ConnectionPool:
         thread = real_thread_id()
         owner = self._owners.get(thread)
         if owner is None:
-            owner = self._owners[thread] = shared_connections(
+            make = shared_connections if self.shared else ServerConnections
+            owner = self._owners[thread] = make(
                 self.settings, parser=self.parser, max_dedicated=self.max_dedicated,
                 dedicated_timeout=self.dedicated_timeout,
             )

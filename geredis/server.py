@@ -32,9 +32,10 @@ How this works:
   holds (``guards.py`` already disowned the parent's sockets); the child's
   next command opens connections of its own.
 
-Cluster clients keep one ServerConnections per node (built directly, or
-through the registry); that is the whole contract: ``usable_connection()``,
-``dedicated``, ``disconnect()``, ``close()``.
+A cluster client's node clients each get a ServerConnections of their own
+(``ConnectionPool(shared=False)``: built directly, not through the registry),
+so they live and die with that cluster client. The whole contract is
+``usable_connection()``, ``dedicated``, ``disconnect()``, ``close()``.
 """
 
 from __future__ import annotations

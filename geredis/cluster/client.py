@@ -67,6 +67,7 @@ from ..guards import check_thread, real_thread_id
 from ..lock import Lock
 from ..pipeline import run_transaction
 from ..protocol import Packer
+from ..dedicated import MAX_DEDICATED
 from ..retry import RetryPolicy
 from ..routing import ROUTES, command_name
 from ..settings import parse_url
@@ -150,7 +151,7 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
         cluster_refresh_interval: Optional[float] = 30.0,
         max_redirections: int = 16,
         parser: str = "auto",
-        max_dedicated: int = 16,
+        max_dedicated: int = MAX_DEDICATED,
         dedicated_timeout: Optional[float] = None,
         pipeline_threshold: Optional[int] = None,
         **kwargs: Any,

@@ -31,6 +31,7 @@ import dataclasses
 from typing import Any, List, Optional
 
 from ..client import Redis
+from ..dedicated import MAX_DEDICATED
 from ..retry import RetryPolicy
 from ..settings import ConnectionSettings, HandshakeStep
 
@@ -68,7 +69,8 @@ class NodeRedis(Redis):
             ``geredis.Redis``, taken from the cluster client.
     """
 
-    def __init__(self, settings: NodeSettings, *, parser: str = "auto", max_dedicated: int = 16,
+    def __init__(self, settings: NodeSettings, *, parser: str = "auto",
+                 max_dedicated: int = MAX_DEDICATED,
                  dedicated_timeout: Optional[float] = None,
                  pipeline_threshold: Optional[int] = None) -> None:  # fmt: skip
         extra: Any = {} if pipeline_threshold is None else {"pipeline_threshold": pipeline_threshold}
