@@ -126,8 +126,9 @@ class ConnectionPool:
 
     Args:
         settings: the connection settings.
-        parser, max_dedicated, dedicated_timeout: geredis options, as for
-            ``geredis.Redis``.
+        parser: as for ``geredis.Redis``.
+        max_dedicated: as for ``geredis.Redis``.
+        dedicated_timeout: as for ``geredis.Redis``.
         shared: share the connections with every client and pool of equal
             settings (the registry in ``server.py``); False gives this pool
             connections of its own (a cluster client's nodes: they live and
@@ -186,6 +187,8 @@ class ConnectionPool:
         return self.max_dedicated + 1
 
     def get_encoder(self) -> Encoder:
+        """redis-py's ``Encoder`` for these settings (what ``Lock``, scripts
+        and modules use to encode and decode)."""
         s = self.settings
         return Encoder(s.encoding, s.encoding_errors, s.decode_responses)  # type: ignore[no-untyped-call]
 
@@ -209,6 +212,11 @@ class ConnectionPool:
         self.disconnect()
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: there are no redis-py connection objects to lend.
+
+        Raises:
+            NotImplementedError: always, naming what to use instead.
+        """
         raise NotImplementedError(
             "geredis has no redis-py Connection objects to lend: its clients share"
             " one multiplexed connection. Use the client's commands, pipeline(),"

@@ -65,8 +65,10 @@ class ServerConnections:
         settings: where to connect and how; read anew for every connection
             opened, so changes apply from the next one on.
         parser: ``"auto"``, ``"hiredis"`` or ``"python"``.
-        max_dedicated, dedicated_timeout: the dedicated pool's bound and how
-            long a caller waits for a free one (see ``dedicated.py``).
+        max_dedicated: the dedicated pool's bound (see ``dedicated.py``).
+        dedicated_timeout: how long a pipeline, transaction, pinned client or
+            monitor waits for a free dedicated connection (None: as long as
+            it takes).
     """
 
     def __init__(self, settings: ConnectionSettings, *, parser: str = "auto",
