@@ -21,6 +21,8 @@ How this works:
   unix socket, ``ssl_*`` only over TLS): a change to it (RQ raises
   ``socket_timeout`` this way) is checked like a constructor argument and
   applies to every client of the pool from its next command on.
+* The pool holds each OS thread's ServerConnections in a real thread-local,
+  so a thread that ends lets go of its connections.
 * ``disconnect()``/``reset()`` drop this thread's connections for these
   settings (commands in flight finish); the next command reconnects.
   ``get_connection()``/``release()`` refuse with a clear error: geredis has
@@ -33,11 +35,11 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Type
 
 import redis
+from gevent.monkey import get_original
 from redis._parsers.encoders import Encoder
 
 from .compat import settings_from_kwargs
 from .dedicated import MAX_DEDICATED
-from .guards import real_thread_id
 from .server import ServerConnections, shared_connections
 from .settings import ConnectionSettings
 
@@ -45,6 +47,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .client import Redis
 
 __all__ = ["ConnectionPool", "pool_for"]
+
+#: The OS thread's own thread-local class (monkey-patching makes
+#: ``threading.local`` greenlet-local; connections belong to a thread).
+_ThreadLocal = get_original("_thread", "_local")
 
 #: redis-py connection classes geredis stands in for, and what they mean.
 _CLASSES: Dict[type, str] = {
@@ -142,7 +148,7 @@ class ConnectionPool:
         self.max_dedicated = max_dedicated
         self.dedicated_timeout = dedicated_timeout
         self.shared = shared
-        self._owners: Dict[int, ServerConnections] = {}
+        self._local = _ThreadLocal()  # .owner: this OS thread's ServerConnections
         self._clients: "weakref.WeakSet[Redis]" = weakref.WeakSet()
         self._set_settings(settings)
 
@@ -151,7 +157,7 @@ class ConnectionPool:
 
     def _set_settings(self, settings: ConnectionSettings) -> None:
         self.settings = settings
-        self._owners.clear()
+        self._local = _ThreadLocal()  # every thread looks its connections up again
         self.connection_kwargs = ConnectionKwargs(settings.connection_kwargs(), self._kwargs_changed)
 
     def _kwargs_changed(self, new: Dict[str, Any]) -> None:
@@ -160,12 +166,12 @@ class ConnectionPool:
             client._settings_changed()
 
     def connections(self) -> ServerConnections:
-        """The shared connections for these settings in the calling thread."""
-        thread = real_thread_id()
-        owner = self._owners.get(thread)
+        """The shared connections for these settings in the calling thread
+        (held in a real thread-local: a thread that ends lets go of them)."""
+        owner: Optional[ServerConnections] = getattr(self._local, "owner", None)
         if owner is None:
             make = shared_connections if self.shared else ServerConnections
-            owner = self._owners[thread] = make(
+            owner = self._local.owner = make(
                 self.settings, parser=self.parser, max_dedicated=self.max_dedicated,
                 dedicated_timeout=self.dedicated_timeout,
             )
@@ -199,7 +205,7 @@ class ConnectionPool:
     def disconnect(self, inuse_connections: bool = True) -> None:
         """Drop this thread's connections for these settings; the next command
         reconnects. Commands in flight finish on the old connections."""
-        owner = self._owners.get(real_thread_id())
+        owner = getattr(self._local, "owner", None)
         if owner is not None:
             owner.disconnect()
 
