@@ -46,10 +46,11 @@ import weakref
 from time import monotonic
 from typing import Any, Hashable, Mapping, Optional, Tuple
 
+from gevent.monkey import get_original
+
 from .connection import Connection, State
 from .dedicated import MAX_DEDICATED, DedicatedPool
 from .exceptions import ConnectionClosedError, TimeoutError
-from .guards import real_thread_id
 from .settings import ConnectionSettings
 
 __all__ = ["ServerConnections", "close_all", "settings_key", "shared_connections"]
@@ -168,10 +169,20 @@ class ServerConnections:
 
 # -- sharing between clients ------------------------------------------------------
 
-_registry: "weakref.WeakValueDictionary[Tuple[Any, ...], ServerConnections]" = (
-    weakref.WeakValueDictionary()
-)
+#: Per OS thread (event loop): a real thread-local, not the greenlet-local
+#: that monkey-patching makes of ``threading.local``, so a thread that ends
+#: takes its registry along, and a new thread never finds a dead one's
+#: connections, even when it gets the same thread id.
+_threads = get_original("_thread", "_local")()
 _live: "weakref.WeakSet[ServerConnections]" = weakref.WeakSet()
+
+
+def _registry() -> "weakref.WeakValueDictionary[Tuple[Any, ...], ServerConnections]":
+    """This thread's registry of shared connections."""
+    registry = getattr(_threads, "registry", None)
+    if registry is None:
+        registry = _threads.registry = weakref.WeakValueDictionary()
+    return registry  # type: ignore[no-any-return]
 
 
 def _frozen(value: Any) -> Hashable:
@@ -198,12 +209,13 @@ def shared_connections(settings: ConnectionSettings, *, parser: str = "auto",
                        dedicated_timeout: Optional[float] = None) -> ServerConnections:
     """The ServerConnections of this OS thread for these settings and
     options, made on first use; see the module comment."""
-    key = (real_thread_id(), parser, max_dedicated, dedicated_timeout, settings_key(settings))
-    owner = _registry.get(key)
+    registry = _registry()
+    key = (parser, max_dedicated, dedicated_timeout, settings_key(settings))
+    owner = registry.get(key)
     if owner is None:
         owner = ServerConnections(settings, parser=parser, max_dedicated=max_dedicated,
                                   dedicated_timeout=dedicated_timeout)
-        _registry[key] = owner
+        registry[key] = owner
     return owner
 
 
@@ -212,10 +224,8 @@ def close_all(timeout: Optional[float] = None) -> None:
     ``timeout`` seconds for each server's pending replies (a shutdown hook:
     gunicorn's ``worker_exit``, the end of a test). Clients stay usable: a
     later command reconnects."""
-    thread = real_thread_id()
-    for key, owner in list(_registry.items()):
-        if key[0] == thread:
-            owner.close(timeout)
+    for owner in list(_registry().values()):
+        owner.close(timeout)
 
 
 def _after_fork_in_child() -> None:
