@@ -482,4 +482,4 @@ class ConnectionSettings:
 
 
 #: Settings redis-py's connections do not take.
-_GEREDIS_ONLY = frozenset(("max_in_flight", "integrity_check"))
+_GEREDIS_ONLY = frozenset(("max_in_flight", "integrity_check", "address_resolver"))
