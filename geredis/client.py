@@ -37,12 +37,14 @@ from gevent.event import AsyncResult
 from gevent.hub import Waiter
 from redis._parsers.encoders import Encoder
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
-from redis.exceptions import ReadOnlyError, ResponseError
+from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 
 from .connection import Connection, State
 from .dedicated import MAX_DEDICATED, DedicatedPool, wait_bound
 from .exceptions import ClientClosedError, ConnectionClosedError, SharedConnectionError
 from .lock import Lock
+from .observability.stats import ClientStats, Stats
+from .observability.tracing import INSIDE, PLAIN_EXECUTE_COMMAND, REDIS, traced_command
 from .pipeline import PIPELINE_THRESHOLD, Pipeline, run_transaction
 from .compat import Futures, is_default_argument, response_callbacks, settings_from_kwargs
 from .pool import ConnectionPool, pool_for
@@ -111,6 +113,8 @@ class Redis(redis.Redis):  # type: ignore[misc]
     anything else raises ``ValueError`` rather than being ignored.
     """
 
+    #: Observers of this client's commands (``geredis.observability``).
+    _observers: Tuple[Any, ...] = ()
     _is_async_client = False
     _repr_name = "geredis.Redis"
     connection_pool: ConnectionPool  # type: ignore[assignment]
@@ -199,6 +203,21 @@ class Redis(redis.Redis):  # type: ignore[misc]
         return self._attached().dedicated
 
     @property
+    def _stats(self) -> ClientStats:
+        """The counters of the connections this client uses."""
+        return self._attached().counters  # type: ignore[no-any-return]
+
+    def stats(self) -> Stats:
+        """Live statistics of the connections this client uses (shared with
+        the clients of equal settings in this thread): counters since they
+        were set up, gauges of now. Cheap: poll it.
+
+        Returns:
+            A :class:`geredis.observability.Stats`.
+        """
+        return self._attached().stats()  # type: ignore[no-any-return]
+
+    @property
     def _closed(self) -> bool:
         """Closed (``close()``) and not used since, or closed for good."""
         return self._final or self._shared is _DETACHED
@@ -233,6 +252,8 @@ class Redis(redis.Redis):  # type: ignore[misc]
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         """Send one command and return its reply, after redis-py's callback."""
+        if REDIS.execute_command is not PLAIN_EXECUTE_COMMAND and options.pop(INSIDE, None) is None:
+            return traced_command(self, args, options)  # instrumentation patched redis.Redis
         name = args[0]
         command = name.upper() if type(name) is str else command_name(name)
         route = ROUTES.get(command)
@@ -250,6 +271,9 @@ class Redis(redis.Redis):  # type: ignore[misc]
             reply = waiter.get()  # TimeoutError after socket_timeout
         except self._retry.errors as exc:
             reply = self._retry_command(command, packed, options, conn.opened, exc)
+        except RedisError as exc:  # free in the success path (3.11 exception tables)
+            self._stats.error(exc)
+            raise
         if options or isinstance(reply, Exception):
             if type(reply) is ReadOnlyError and self.settings.address_resolver is not None:
                 reply = self._after_demotion(command, packed, options, conn, reply)
@@ -289,6 +313,7 @@ class Redis(redis.Redis):  # type: ignore[misc]
                 if done.successful():
                     result.set(self._finish(command, done.value, options))
                 else:
+                    self._stats.error(done.exception)
                     result.set_exception(done.exception)
             except Exception as exc:
                 result.set_exception(exc)
@@ -327,6 +352,7 @@ class Redis(redis.Redis):  # type: ignore[misc]
                 exc = again
                 sent = conn.opened
                 failures += 1
+        self._stats.error(exc)
         raise exc
 
     def _after_demotion(self, command: str, packed: bytes, options: Dict[str, Any],
@@ -365,7 +391,18 @@ class Redis(redis.Redis):  # type: ignore[misc]
         return replies
 
     def _finish(self, command: str, reply: Any, options: Dict[str, Any]) -> Any:
-        return finish_reply(self.response_callbacks, command, reply, options)
+        try:
+            return finish_reply(self.response_callbacks, command, reply, options)
+        except Exception as exc:  # an error reply (or a failing callback) for the caller
+            self._stats.error(exc)
+            raise
+
+    def _execute_command(self, *args: Any, **options: Any) -> Any:
+        """Where redis-py's ``execute_command`` ends when instrumentation
+        patched it (see ``observability/tracing.py``): run the command."""
+        options[INSIDE] = True
+        method = type(self).execute_command
+        return getattr(method, "_geredis_inner", method)(self, *args, **options)
 
     # -- the two commands every program runs most -------------------------------
 
@@ -420,7 +457,11 @@ class Redis(redis.Redis):  # type: ignore[misc]
         caller gives up first, that connection is aborted, never reused."""
         packed = self._packer.pack(args)
         bound = wait_bound(block_seconds(command, args), self._timeout)
-        reply = self._attached().dedicated.run(packed, NEVER_DECODE in options, bound)
+        try:
+            reply = self._attached().dedicated.run(packed, NEVER_DECODE in options, bound)
+        except Exception as exc:
+            self._stats.error(exc)
+            raise
         return self._finish(command, reply, options)
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None, *,
@@ -457,7 +498,9 @@ class Redis(redis.Redis):  # type: ignore[misc]
 
         if self._final:
             raise ClientClosedError("this geredis client was closed for good")
-        return PubSub(self.settings, parser=self._parser, **kwargs)
+        pubsub = PubSub(self.settings, parser=self._parser, **kwargs)
+        self._stats.track_pubsub(pubsub)
+        return pubsub
 
     def monitor(self) -> "Monitor":
         """redis-py's Monitor on a dedicated connection (``with r.monitor() as m``)."""

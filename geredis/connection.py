@@ -34,6 +34,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
+from time import monotonic
 from typing import Any, Callable, Deque, List, Optional
 
 import gevent
@@ -45,6 +46,7 @@ from gevent.hub import Waiter
 from .deadlines import Deadlines
 from .exceptions import ClientClosedError, ConnectionClosedError, ProtocolError
 from .handshake import open_initialised
+from .observability.stats import ClientStats
 from .protocol import NEED_DATA, PUSH_TYPES, Packer, make_reader
 from . import guards
 from .settings import ConnectionSettings
@@ -78,6 +80,7 @@ class Connection:
             plain socket it runs in the hub and must not block. Pushes are
             dropped when None.
         parser: ``"auto"``, ``"hiredis"`` or ``"python"``.
+        stats: the owner's counters (``r.stats()``); a private set when None.
     """
 
     def __init__(
@@ -86,8 +89,11 @@ class Connection:
         *,
         on_push: Optional[Callable[[List[Any]], None]] = None,
         parser: str = "auto",
+        stats: Optional[ClientStats] = None,
     ) -> None:
         self.settings = settings
+        self.stats = stats if stats is not None else ClientStats(settings)
+
         self.state = _CONNECTING
         self.on_push = on_push
         #: The error that closed the connection, once CLOSED.
@@ -102,7 +108,9 @@ class Connection:
         )
         self._packer = Packer(settings.encoding, settings.encoding_errors)
         self._loop = gevent.get_hub().loop
-        self._expiry = Deadlines(self._loop, self._pending, self._timeout or 0, settings.address)
+        self._expiry = Deadlines(
+            self._loop, self._pending, self._timeout or 0, settings.address, self.stats
+        )
         self._deadlines = self._expiry.deadlines  # one per slot when timing out
         self._closed = Event()
         #: At most this many commands in flight; ``room`` is set while below.
@@ -115,12 +123,13 @@ class Connection:
         self._marker = 0
         self._held: List[Any] = []  # integrity: (slot, reply) awaiting a marker
         self._writer = Writer(
-            self._loop, self._fail, self._append_marker if self._integrity else None
+            self._loop, self._fail, self._append_marker if self._integrity else None, self.stats
         )
         self._out = self._writer.out  # never replaced, only cleared
         self._receiver = Receiver(
             self._loop, self._reader, self._on_data, self._fail, settings.address
         )
+        self.stats.track(self)  # its bytes received count in r.stats()
         self._health: Optional[Greenlet] = None
         self._greenlet: Greenlet = BackgroundGreenlet.spawn(self._run)
         guards.track(self)
@@ -169,6 +178,7 @@ class Connection:
             if self._expiry.timer is None:
                 self._expiry.arm(self._timeout)
         self._out.append(packed)
+        self._writer.extra += len(slots) - 1  # one item, len(slots) commands
         if not self._writer.scheduled:
             self._writer.schedule()
 
@@ -224,7 +234,9 @@ class Connection:
     def _run(self) -> None:
         # The connecting greenlet: connect, handshake, then start the receiver.
         try:
+            started = monotonic()
             self._open()
+            self.stats.connected(monotonic() - started)
             self.opened = True
             if self.state is _CONNECTING:
                 self.state = _OPEN
@@ -242,6 +254,11 @@ class Connection:
         self._sock = open_initialised(self.settings, self._reader, self._packer)
 
     @property
+    def bytes_received(self) -> int:
+        """Bytes read from the server so far (after the handshake)."""
+        return int(self._receiver.bytes_in)
+
+    @property
     def _last_read(self) -> float:
         """Loop time of the last bytes received (for the health check)."""
         return self._receiver.last_read
@@ -256,7 +273,9 @@ class Connection:
         expiry = self._expiry
         push_types = PUSH_TYPES
         integrity = self._integrity
+        stats = self.stats
         woken: List[Any] = []
+        popped = 0
         try:
             while True:
                 head = None
@@ -280,10 +299,12 @@ class Connection:
                         f"{self.settings.address} sent a reply nobody asked for: {reply!r:.80}"
                     )
                 slot = popleft()
+                popped += 1
                 if deadlines:
                     deadlines.popleft()
-                    if expiry.expired:
+                    if expiry.expired:  # its caller timed out: the reply is dropped
                         expiry.expired -= 1
+                        stats.late_replies += 1
                 if head is not None:
                     self._special -= 1
                     try:
@@ -296,9 +317,11 @@ class Connection:
                     woken.append(slot)
                     woken.append(reply)
         except BaseException:
+            stats.replies += popped
             if woken:  # resume those answered before the stream broke
                 self._loop.run_callback(self._wake, woken)
             raise
+        stats.replies += popped
         if len(pending) < self.max_in_flight and not self.room.is_set():
             self.room.set()  # callers waiting for the in-flight limit may go on
         if not pending and self.state is _CLOSING:
@@ -352,6 +375,8 @@ class Connection:
         self._receiver.stop()
         if self._sock is not None:
             self._sock.close()
+        self.stats.failed += len(self._pending)
+        self.stats.untrack(self)
         pending = self._held[::2] + list(self._pending)
         self._held.clear()
         self._pending.clear()

@@ -26,9 +26,11 @@ __all__ = ["Deadlines"]
 class Deadlines:
     """The deadlines of one connection's pending commands, and its timer."""
 
-    __slots__ = ("deadlines", "expired", "timer", "_loop", "_slots", "_timeout", "_address")
+    __slots__ = ("deadlines", "expired", "timer", "_loop", "_slots", "_timeout", "_address",
+                 "_stats")
 
-    def __init__(self, loop: Any, slots: Deque[Any], timeout: float, address: str) -> None:
+    def __init__(self, loop: Any, slots: Deque[Any], timeout: float, address: str,
+                 stats: Any = None) -> None:
         self.deadlines: Deque[float] = deque()
         self.expired = 0  #: slots at the FIFO's head already timed out
         self.timer: Optional[Any] = None
@@ -36,6 +38,7 @@ class Deadlines:
         self._slots = slots
         self._timeout = timeout
         self._address = address
+        self._stats = stats  # counts timeouts (r.stats())
 
     def arm(self, delay: float) -> None:
         """Fire :meth:`expire` in ``delay`` seconds."""
@@ -53,6 +56,8 @@ class Deadlines:
                 break
             late.append(slot)
         self.expired += len(late)
+        if self._stats is not None:
+            self._stats.timeouts += len(late)
         # Only now resume the callers: each one may queue more commands
         # (growing the FIFO) before it switches back here.
         for slot in late:

@@ -54,6 +54,7 @@ from gevent.hub import Waiter
 
 from .connection import Connection, State
 from .exceptions import ClientClosedError, PoolExhaustedError, TimeoutError
+from .observability.stats import ClientStats
 from .settings import ConnectionSettings
 from .slots import BatchSlot, FutureSlot, failure_for
 
@@ -154,13 +155,17 @@ class DedicatedPool:
             exist at once.
         timeout: how long ``acquire`` waits for a free permit; None waits as
             long as it takes, 0 fails at once. Blocking commands never wait.
+        stats: the owner's counters (a private set when None).
     """
 
     def __init__(self, settings: ConnectionSettings, *, parser: str = "auto",
-                 max_size: int = MAX_DEDICATED, timeout: Optional[float] = None) -> None:
+                 max_size: int = MAX_DEDICATED, timeout: Optional[float] = None,
+                 stats: Optional[ClientStats] = None) -> None:
         if max_size < 1:
             raise ValueError("max_dedicated must be at least 1")
         self.settings = settings
+        #: Where the pool and its connections count (``r.stats()``).
+        self.stats = stats if stats is not None else ClientStats(settings)
         self.max_size = max_size
         self.timeout = timeout
         self._parser = parser
@@ -186,6 +191,20 @@ class DedicatedPool:
         """Permits taken: leased connections, pinned clients and monitors."""
         return self.max_size - self._free
 
+    @property
+    def idle(self) -> int:
+        """Open connections waiting for their next lease."""
+        return len(self._idle)
+
+    @property
+    def waiting(self) -> int:
+        """Callers waiting for a permit."""
+        return len(self._waiters)
+
+    def connections(self) -> List[Connection]:
+        """The pool's leased and idle connections."""
+        return list(self._leased) + self._idle
+
     # -- permits -------------------------------------------------------------
 
     def _take_permit(self, wait: bool = True) -> None:
@@ -204,6 +223,7 @@ class DedicatedPool:
             )
 
     def _wait_for_permit(self) -> None:
+        self.stats.dedicated_waits += 1
         timeout = self.timeout
         if timeout is not None and timeout <= 0:
             raise self._exhausted()
@@ -228,6 +248,7 @@ class DedicatedPool:
             timer.close()
 
     def _exhausted(self) -> PoolExhaustedError:
+        self.stats.dedicated_exhausted += 1
         return PoolExhaustedError(
             f"all {self.max_size} dedicated connections to {self.settings.address}"
             f" are in use and none was released within {self.timeout}s"
@@ -250,7 +271,7 @@ class DedicatedPool:
         health-check PINGs (one would queue behind a blocking command)."""
         base = settings if settings is not None else self.settings
         fresh = dataclasses.replace(base, socket_timeout=None, health_check_interval=0)
-        return Connection(fresh, parser=self._parser)
+        return Connection(fresh, parser=self._parser, stats=self.stats)
 
     def acquire(self, graceful: bool = False, wait: bool = True) -> Connection:
         """Lease a dedicated connection; give it back with :meth:`release`.
@@ -265,6 +286,7 @@ class DedicatedPool:
             ClientClosedError: the client was closed.
         """
         self._take_permit(wait)
+        self.stats.dedicated_leases += 1
         conn: Optional[Connection] = None
         while self._idle:
             candidate = self._idle.pop()

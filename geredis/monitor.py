@@ -38,6 +38,7 @@ from .connection import Connection, State
 from .dedicated import call, wait_bound
 from .exceptions import ClientClosedError, ConnectionClosedError, SharedConnectionError, TimeoutError
 from .handshake import open_initialised
+from .observability.tracing import INSIDE, PLAIN_EXECUTE_COMMAND, REDIS, traced_command
 from .pool import ConnectionPool
 from .pipeline import Pipeline, _name
 from .protocol import NEED_DATA, PUSH_TYPES, Packer, make_reader
@@ -244,6 +245,7 @@ class PinnedRedis(Redis):
     """
 
     _closed = False  # a plain attribute here, not Redis's property
+    _stats: Any = None  # the parent's counters, set in __init__ (not Redis's property)
     _repr_name = "geredis.PinnedRedis"
 
     def __init__(self, parent: Redis) -> None:  # not Redis.__init__: shares the parent's setup
@@ -253,6 +255,7 @@ class PinnedRedis(Redis):
         self._connection: Optional[Connection] = None
         self._parent = parent
         self._pool: DedicatedPool = parent._dedicated
+        self._stats = parent._stats
         self.settings = dataclasses.replace(parent.settings)  # SELECT/SETNAME tracked here
         self._parser = parent._parser
         self._timeout = parent._timeout
@@ -310,6 +313,8 @@ class PinnedRedis(Redis):
             ClientClosedError: this client was closed.
             ResponseError: the server's error reply.
         """
+        if REDIS.execute_command is not PLAIN_EXECUTE_COMMAND and options.pop(INSIDE, None) is None:
+            return traced_command(self, args, options)  # instrumentation patched redis.Redis
         command = _name(args[0])
         self._refuse(command, args)
         extra = block_seconds(command, args) if is_blocking(command, args) else 0.0

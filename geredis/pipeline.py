@@ -27,6 +27,7 @@ replaces only the I/O:
 from __future__ import annotations
 
 from collections import deque
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import gevent
@@ -37,6 +38,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .connection import Connection
 from .dedicated import call, check_usable, wait_batch, wait_bound
+from .observability import observers
+from .observability.tracing import PLAIN_EXECUTE, PLAIN_IMMEDIATE, REDIS_PIPELINE, traced_pipeline
 from .routing import ROUTES, block_seconds, is_blocking
 from .slots import BatchSlot, RawSlot
 
@@ -108,6 +111,7 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
         self._lease: Optional[Connection] = None
         self._lease_pool: Any = None  # the pool the lease came from
         self._callbacks: Dict[Any, Any] = {}  # raw command name -> callback or None
+        self._in_trace = False  # inside a wrapper patched onto redis-py's Pipeline
 
     def __repr__(self) -> str:
         return (
@@ -240,6 +244,8 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
         command = _name(args[0])
         if not self.watching and command != "WATCH" and self._pinned is None:
             return self._client.execute_command(*args, **options)
+        if REDIS_PIPELINE.immediate_execute_command is not PLAIN_IMMEDIATE and not self._in_trace:
+            return traced_pipeline(self, "immediate_execute_command", args, options)
         extra = self._check(command, args, "now")
         packed = self._client._packer.pack(args)
         conn = self._leased_connection()
@@ -287,6 +293,32 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
                 time of blocking commands in a batch).
             ConnectionError: the connection failed; pipelines are not retried.
         """
+        if REDIS_PIPELINE.execute is not PLAIN_EXECUTE and not self._in_trace:
+            return traced_pipeline(self, "execute", (raise_on_error,), {})  # type: ignore[no-any-return]
+        client = self._client
+        try:
+            if observers.GLOBAL or client._observers:
+                return self._observed_execute(raise_on_error)
+            return self._execute(raise_on_error)
+        except Exception as exc:
+            client._stats.error(exc)
+            raise
+
+    def _observed_execute(self, raise_on_error: bool) -> List[Any]:
+        # Times the batch for the observers (metrics, slow log).
+        multi = self.transaction or self.explicit_transaction  # type: ignore[truthy-function]
+        operation = "MULTI" if multi else "PIPELINE"  # type: ignore[truthy-function]
+        commands = [args for args, _ in self.command_stack]
+        start = perf_counter()
+        try:
+            result = self._execute(raise_on_error)
+        except BaseException as exc:
+            observers.notify_pipeline(self._client, operation, commands, perf_counter() - start, exc)
+            raise
+        observers.notify_pipeline(self._client, operation, commands, perf_counter() - start, None)
+        return result
+
+    def _execute(self, raise_on_error: bool) -> List[Any]:
         stack = self.command_stack
         if not stack and not self.watching:
             return []

@@ -50,6 +50,7 @@ from gevent.monkey import get_original
 
 from .connection import Connection, State
 from .dedicated import MAX_DEDICATED, DedicatedPool
+from .observability.stats import ClientStats, Stats, snapshot
 from .exceptions import ConnectionClosedError, TimeoutError
 from .settings import ConnectionSettings
 
@@ -81,6 +82,8 @@ class ServerConnections:
         self.dedicated_timeout = dedicated_timeout
         #: The shared connection: None until first used or after disconnect().
         self.connection: Optional[Connection] = None
+        #: The counters of these connections (``r.stats()``, metrics).
+        self.counters = ClientStats(settings, self)
         self.dedicated = self._new_dedicated_pool()
         #: Clients attached (see ``geredis.Redis.close``).
         self.users = 0
@@ -97,7 +100,20 @@ class ServerConnections:
 
     def _new_dedicated_pool(self) -> DedicatedPool:
         return DedicatedPool(self.settings, parser=self.parser, max_size=self.max_dedicated,
-                             timeout=self.dedicated_timeout)
+                             timeout=self.dedicated_timeout, stats=self.counters)
+
+    def stats(self) -> Stats:
+        """The counters, with the gauges of now (what ``r.stats()`` returns).
+
+        Returns:
+            A :class:`geredis.observability.Stats`.
+        """
+        conn = self.connection
+        in_flight = 0 if conn is None else conn.pending
+        for dedicated in self.dedicated.connections():
+            in_flight += dedicated.pending
+        connected = conn is not None and conn.state is not _CLOSED
+        return snapshot(self.counters, in_flight, self.dedicated, connected)
 
     def usable_connection(self) -> Connection:
         """The shared connection, opened anew if there is none or it broke,
@@ -112,7 +128,11 @@ class ServerConnections:
         while True:
             conn = self.connection
             if conn is None or conn.state is _CLOSED or conn.state is State.CLOSING:
-                conn = self.connection = Connection(self.settings, parser=self.parser)
+                if conn is not None:
+                    self.counters.reconnects += 1
+                conn = self.connection = Connection(
+                    self.settings, parser=self.parser, stats=self.counters
+                )
             if conn.pending < conn.max_in_flight:
                 return conn
             conn.room.clear()

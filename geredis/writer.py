@@ -39,11 +39,14 @@ class Writer:
         on_error: called with the exception when a send fails.
         before_send: called before each batch leaves, while ``out`` holds it
             (the integrity check appends its marker there); None for nothing.
+        counters: where sends are counted (``bytes_sent``, ``batches``,
+            ``batched`` and the ``on_batch`` hook of a
+            :class:`~geredis.observability.ClientStats`), or None.
     """
 
     __slots__ = (
-        "out", "scheduled", "greenlet", "stopped", "_loop", "_sock", "_raw_send",
-        "_on_error", "_before_send",
+        "out", "scheduled", "greenlet", "stopped", "counters", "extra", "_loop", "_sock",
+        "_raw_send", "_on_error", "_before_send",
     )  # fmt: skip
 
     def __init__(
@@ -51,6 +54,7 @@ class Writer:
         loop: Any,
         on_error: Callable[[BaseException], None],
         before_send: Optional[Callable[[], None]] = None,
+        counters: Any = None,
     ) -> None:
         self.out: List[Any] = []
         self.scheduled = False
@@ -62,6 +66,10 @@ class Writer:
         self._raw_send: Any = None
         self._on_error = on_error
         self._before_send = before_send
+        self.counters = counters
+        #: Commands queued in ``out`` beyond one per item (a pipeline's batch
+        #: is one item): whoever appends such an item adds the difference.
+        self.extra = 0
 
     def attach(self, sock: Any) -> None:
         """Start writing to ``sock`` (what was collected leaves at the next
@@ -86,6 +94,8 @@ class Writer:
             return
         if self._before_send is not None:
             self._before_send()
+        commands = len(out) + self.extra
+        self.extra = 0
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         try:
@@ -95,6 +105,13 @@ class Writer:
         except OSError as exc:
             self._on_error(exc)
             return
+        counters = self.counters
+        if counters is not None:  # counted once per batch, never per command
+            counters.bytes_sent += sent
+            counters.batches += 1
+            counters.batched += commands
+            if counters.on_batch is not None:
+                counters.on_batch(commands)
         if sent < len(data):
             out.append(memoryview(data)[sent:])
             self.greenlet = BackgroundGreenlet.spawn(self._drain)
@@ -104,14 +121,24 @@ class Writer:
         out = self.out
         try:
             while out and not self.stopped:
-                # A lone memoryview is the rest of a batch already prepared.
-                if self._before_send is not None and (
-                    len(out) > 1 or type(out[0]) is not memoryview
-                ):
+                # A memoryview first is the rest of a batch already prepared
+                # (and counted).
+                rest = type(out[0]) is memoryview
+                if self._before_send is not None and (len(out) > 1 or not rest):
                     self._before_send()
+                commands = len(out) - rest + self.extra
+                self.extra = 0
                 data = out[0] if len(out) == 1 else b"".join(out)
                 out.clear()
                 self._sock.sendall(data)
+                counters = self.counters
+                if counters is not None:
+                    counters.bytes_sent += len(data)
+                    if commands:
+                        counters.batches += 1
+                        counters.batched += commands
+                        if counters.on_batch is not None:
+                            counters.on_batch(commands)
         except BaseException as exc:  # noqa: B902 - any failure ends the stream
             if not self.stopped:
                 self._on_error(exc)

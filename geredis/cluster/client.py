@@ -65,6 +65,10 @@ from ..connection import State
 from ..exceptions import ClientClosedError
 from ..guards import check_thread, real_thread_id
 from ..lock import Lock
+from ..observability.stats import Stats, combine
+from ..observability.tracing import (
+    CLUSTER, INSIDE, PLAIN_CLUSTER_EXECUTE_COMMAND, traced_command,
+)
 from ..pipeline import run_transaction
 from ..protocol import Packer
 from ..dedicated import MAX_DEDICATED
@@ -265,6 +269,10 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         """Send one command where the slot map says; return its result."""
+        if CLUSTER.execute_command is not PLAIN_CLUSTER_EXECUTE_COMMAND and (
+            options.pop(INSIDE, None) is None
+        ):
+            return traced_command(self, args, options, CLUSTER)  # instrumentation patched it
         name = args[0]
         command = name.upper() if type(name) is str else command_name(name)
         if command in self._single_key and len(args) > 1 and (
@@ -282,6 +290,23 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
             slot = key_slot(raw) if b"{" in raw else crc_hqx(raw, 0) & 16383
             return self._keyed(command, slot, args, options)
         return routing.general(self, command, args, options)
+
+    def stats(self) -> Stats:
+        """Live statistics summed over the nodes' clients (see
+        ``geredis.Redis.stats``); redirections are counted on the node they
+        led to. Nodes dropped from the map take their counts with them.
+
+        Returns:
+            A :class:`geredis.observability.Stats`.
+        """
+        nodes = list(self.nodes_manager.nodes_cache.values())
+        return combine(n.redis_connection.stats() for n in nodes if n.redis_connection is not None)
+
+    def _internal_execute_command(self, *args: Any, **options: Any) -> Any:
+        """Where redis-py's ``execute_command`` ends when instrumentation
+        patched it (see ``observability/tracing.py``): run the command."""
+        options[INSIDE] = True
+        return type(self).execute_command(self, *args, **options)
 
     def _keyed(self, command: str, slot: int, args: Tuple[Any, ...], options: Dict[str, Any],
                blocking: bool = False) -> Any:  # fmt: skip

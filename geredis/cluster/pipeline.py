@@ -44,6 +44,7 @@ from redis.exceptions import (
 )
 
 from ..client import finish_reply
+from ..observability.tracing import CLUSTER_PIPELINE, PLAIN_CLUSTER_EXECUTE, traced_pipeline
 from ..pipeline import Pipeline
 from ..routing import command_name
 from .batch import Item, route, run
@@ -82,6 +83,7 @@ class ClusterPipeline(redis.cluster.ClusterPipeline):  # type: ignore[misc]
         self.command_stack: List[Tuple[Tuple[Any, ...], Dict[str, Any]]] = []
         self.watching = False
         self.explicit_transaction = False
+        self._in_trace = False  # inside a wrapper patched onto redis-py's ClusterPipeline
         self._slots: Set[int] = set()
         self._watched: Optional[SlotPipeline] = None  # the node pipeline holding the WATCH
 
@@ -220,6 +222,9 @@ class ClusterPipeline(redis.cluster.ClusterPipeline):  # type: ignore[misc]
 
     def execute(self, raise_on_error: bool = True) -> List[Any]:
         """Run the queued commands; their results in order."""
+        if CLUSTER_PIPELINE.execute is not PLAIN_CLUSTER_EXECUTE and not self._in_trace:
+            return traced_pipeline(  # type: ignore[no-any-return]
+                self, "execute", (raise_on_error,), {}, CLUSTER_PIPELINE)
         try:
             if self._is_transaction:
                 return self._execute_transaction(raise_on_error)

@@ -166,7 +166,10 @@ def follow_reply(rc: "RedisCluster", reply: Any) -> Optional[Tuple[ClusterNode, 
         if kind is MovedError or kind is AskError:
             if kind is MovedError:
                 on_moved(rc, reply)
-            return rc.nodes_manager.node_for(reply.host, reply.port), kind is AskError
+            target = rc.nodes_manager.node_for(reply.host, reply.port)
+            if target.redis_connection is not None:  # r.stats() and the metrics count it
+                target.redis_connection._stats.redirected("MOVED" if kind is MovedError else "ASK")
+            return target, kind is AskError
     return None
 
 

@@ -156,6 +156,8 @@ class Delivery:
         self.inbox: Deque[Message] = deque()
         #: Messages dropped by the overflow policy, both deques together.
         self.dropped = 0
+        #: Messages received (counted by the reader), for ``r.stats()``.
+        self.received = 0
         self._overflowing = {"handler queue": False, "get_message queue": False}
         self._work = Event()
         self._inbox_ready = Event()
@@ -165,6 +167,11 @@ class Delivery:
         #: ``sunsubscribe`` when a shard channel's slot leaves the node); the
         #: name stays wanted. The cluster pub/sub moves it to the new owner.
         self.on_dropped: Optional[Callable[[int, Any], None]] = None
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting in both deques."""
+        return len(self.queue) + len(self.inbox)
 
     # -- the reader's side ---------------------------------------------------
 

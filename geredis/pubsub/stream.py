@@ -256,6 +256,7 @@ class Stream:
                 else:
                     self._control(kind, frame, resp2)
                     continue
+                delivery.received += 1
                 if handler is None:
                     to_inbox(message)
                 else:
