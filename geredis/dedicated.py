@@ -215,6 +215,7 @@ class DedicatedPool:
         elif wait:
             self._wait_for_permit()
         else:
+            self.stats.dedicated_exhausted += 1
             raise PoolExhaustedError(
                 f"all {self.max_size} dedicated connections to {self.settings.address}"
                 " are in use; a blocking command does not wait for one, since the"

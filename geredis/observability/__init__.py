@@ -91,7 +91,7 @@ def enable_metrics(client: Optional["Redis"] = None, *, meter_provider: Any = No
         for stats in live_stats():
             owner = stats.owner() if stats.owner is not None else None
             if owner is not None:
-                metrics.add_source(owner)
+                metrics.add_source(owner, stats)
         ON_NEW_CLIENT.append(metrics.add_source)
     if histograms:
         attach(metrics, client)
