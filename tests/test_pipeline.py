@@ -223,13 +223,17 @@ def test_big_pipeline_leaves_the_shared_connection_free(r: geredis.Redis) -> Non
 
     prober = gevent.spawn(probe)
     gevent.sleep(0.01)
+    started = time.perf_counter()
     results = pipe.execute()
+    total = time.perf_counter() - started
     done[0] = True
     prober.get(timeout=5)
     assert len(results) == 50_000 and all(results)
     assert r.get("big:49999") == b"49999"
+    # The probes kept getting answers while the pipeline ran: none of them
+    # waited behind it (a relative bound, so a loaded machine cannot fail it).
     assert len(latencies) > 5
-    assert max(latencies) < 0.25, max(latencies)
+    assert max(latencies) < total / 2, (max(latencies), total)
     assert len(r._dedicated._idle) == 1  # it ran on a dedicated connection
 
 

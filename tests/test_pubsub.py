@@ -194,17 +194,17 @@ def test_get_message_timeouts(client: geredis.Redis) -> None:
         started = time.monotonic()
         assert p.get_message() is None  # not subscribed, no wait
         assert p.get_message(timeout=0.1) is None
-        assert 0.08 <= time.monotonic() - started < 0.5
+        assert 0.08 <= time.monotonic() - started < 2
         p.subscribe("t")
         assert p.get_message(timeout=1) == msg("subscribe", b"t", 1)
         started = time.monotonic()
         assert p.get_message() is None
         assert p.get_message(timeout=0.2) is None
-        assert 0.18 <= time.monotonic() - started < 0.7
+        assert 0.18 <= time.monotonic() - started < 2
         gevent.spawn_later(0.05, client.publish, "t", "late")
         started = time.monotonic()
         assert p.get_message(timeout=None) == msg("message", b"t", b"late")
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 3
         client.publish("t", "x")
         wait_until(lambda: p._delivery.inbox)
         assert p.get_message(timeout=0) == msg("message", b"t", b"x")

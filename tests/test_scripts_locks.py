@@ -114,7 +114,7 @@ def test_lock_blocking_timeout(r: geredis.Redis) -> None:
     assert holder.acquire()
     started = time.monotonic()
     assert r.lock("busy", sleep=0.01).acquire(blocking_timeout=0.1) is False
-    assert 0.05 < time.monotonic() - started < 0.5
+    assert 0.05 < time.monotonic() - started < 2
     with pytest.raises(LockError, match="Unable to acquire lock"):
         with r.lock("busy", sleep=0.01, blocking_timeout=0.05):
             pass
