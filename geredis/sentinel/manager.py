@@ -215,7 +215,9 @@ class Sentinel(SentinelCommands):  # type: ignore[misc]
                 raise ValueError(f"{name}= does not apply to a Sentinel-managed client")
         resolver = SentinelResolver(self, service_name, is_master)
         self._resolvers.add(resolver)
-        return redis_class(address_resolver=resolver, **options)
+        client = redis_class(address_resolver=resolver, **options)
+        resolver.on_failover = _count_failover(weakref.ref(client))
+        return client
 
     # -- events ----------------------------------------------------------------------
 
@@ -249,3 +251,13 @@ class Sentinel(SentinelCommands):  # type: ignore[misc]
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+
+def _count_failover(client: "weakref.ref[Redis]") -> Any:
+    # Held weakly: a resolver never keeps its client alive.
+    def failed_over() -> None:
+        alive = client()
+        if alive is not None:
+            alive._stats.failed_over()
+
+    return failed_over

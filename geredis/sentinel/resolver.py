@@ -48,7 +48,7 @@ import socket as _socket
 import struct
 import weakref
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import gevent
 from gevent.event import AsyncResult, Event
@@ -124,6 +124,9 @@ class SentinelResolver:
         self._promotion_until = 0.0
         #: Discoveries run so far (tests and benchmarks read it).
         self.discoveries = 0
+        #: Called once each time the primary moves to another address (the
+        #: client's ``stats().failovers`` counts them); None for nothing.
+        self.on_failover: Optional[Callable[[], None]] = None
 
     def __repr__(self) -> str:
         where = "?" if self.primary is None else "%s:%d" % self.primary
@@ -296,6 +299,8 @@ class SentinelResolver:
     def learned(self, address: Address) -> None:
         """``address`` is the primary: connections to any other node end now."""
         changed = address != self.primary
+        if changed and self.primary is not None and self.on_failover is not None:
+            self.on_failover()
         self.primary = address
         self._promotion = None
         self._leave_all_but(address, changed)

@@ -113,6 +113,7 @@ def test_sentinel_failover_under_load(topo: Topology, sentinel: Sentinel) -> Non
         load.phase = "post"
         new = topo.wait_primary_change(old)
         assert client.settings.address_resolver.primary == ("127.0.0.1", new)
+        assert client.stats().failovers == 1
         # The client followed the promotion itself, then the switch.
         assert sentinel.events.seen.get(PROMOTING) and sentinel.events.seen.get("+switch-master")
         wait_for(lambda: len(load.acked_post) > 1000, 30, "writes on the new primary")
