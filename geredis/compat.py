@@ -59,7 +59,22 @@ _SETTINGS_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ConnectionSe
 
 
 def settings_from_kwargs(kwargs: Dict[str, Any]) -> ConnectionSettings:
-    """Connection settings from ``redis.Redis``-style arguments (see above)."""
+    """Connection settings from ``redis.Redis``-style arguments (see above).
+
+    Args:
+        kwargs: ``redis.Redis`` constructor arguments. The connection
+            settings are popped out of it; what is left must be other
+            ``redis.Redis`` arguments at their defaults.
+
+    Returns:
+        The settings those arguments stand for.
+
+    Raises:
+        TypeError: an argument ``redis.Redis`` does not take.
+        ValueError: a ``redis.Redis`` argument geredis does not apply, given
+            a value other than its default; or a setting whose value cannot
+            be read (from :class:`~geredis.settings.ConnectionSettings`).
+    """
     settings_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _SUPPORTED}
     for name in _SENTINEL_ARGS & settings_kwargs.keys():
         if settings_kwargs[name] is _SENTINEL:
@@ -78,7 +93,19 @@ def settings_from_kwargs(kwargs: Dict[str, Any]) -> ConnectionSettings:
 
 def is_default_argument(name: str, value: Any) -> bool:
     """Whether ``value`` is the default of ``redis.Redis``'s argument ``name``
-    (or of geredis's own connection setting). TypeError for an unknown name."""
+    (or of geredis's own connection setting).
+
+    Args:
+        name: a ``redis.Redis`` argument or a
+            :class:`~geredis.settings.ConnectionSettings` field.
+        value: the value given for it.
+
+    Returns:
+        True if ``value`` is (or equals) that default.
+
+    Raises:
+        TypeError: ``name`` is neither.
+    """
     if name in _SETTINGS_DEFAULTS:
         default = _SETTINGS_DEFAULTS[name]
     elif name in _REDIS_DEFAULTS:
@@ -97,6 +124,14 @@ def response_callbacks(protocol: Optional[int], legacy: bool) -> CaseInsensitive
     Building a ``redis.Redis`` does no I/O; it is done once per table. The
     copy bypasses ``CaseInsensitiveDict``'s per-key upper-casing (the table's
     keys are upper case already), so building a client stays cheap.
+
+    Args:
+        protocol: the ``protocol`` the user asked for: None, 2 or 3.
+        legacy: ``legacy_responses``, redis-py 8's choice of reply shapes.
+
+    Returns:
+        A new ``CaseInsensitiveDict`` of command name to callback, the
+        caller's to change.
     """
     key = (protocol, legacy)
     table = _callback_tables.get(key)
@@ -115,6 +150,9 @@ class Futures(CoreCommands):  # type: ignore[misc]
     Only for commands that return the server's reply as it is (most of them);
     helpers that post-process in Python (``scan_iter``, ``lock``) need the
     blocking client.
+
+    Args:
+        client: the ``geredis.Redis`` whose connection the commands go on.
     """
 
     _is_async_client = False
@@ -124,7 +162,35 @@ class Futures(CoreCommands):  # type: ignore[misc]
         self._client = client
 
     def execute_command(self, *args: Any, **options: Any) -> AsyncResult:
+        """Queue one command on the client's connection without waiting.
+
+        Args:
+            *args: the command and its arguments, as for
+                ``Redis.execute_command``.
+            **options: redis-py's per-command options.
+
+        Returns:
+            A ``gevent.event.AsyncResult`` set with the reply (after the
+            response callback) or with the error (``redis.ResponseError``,
+            ``redis.ConnectionError``, ``redis.TimeoutError``...), which
+            ``.get()`` raises.
+
+        Raises:
+            geredis.SharedConnectionError: the command blocks and cannot share
+                the connection; nothing is sent.
+            redis.DataError: an argument of a type that cannot be sent.
+            geredis.ClientClosedError: the client was closed.
+            geredis.ThreadAffinityError: called from another OS thread than
+                the client's.
+            redis.TimeoutError: ``max_in_flight`` commands stayed pending for
+                ``socket_timeout`` seconds.
+        """
         return self._client.execute_async(*args, **options)
 
     def get_encoder(self) -> Encoder:
+        """The client's encoder (redis-py's command mixins call this).
+
+        Returns:
+            The client's ``Encoder``.
+        """
         return self._client.get_encoder()

@@ -74,14 +74,33 @@ MAX_IDLE = 16
 def wait_bound(extra: float, socket_timeout: Optional[float]) -> Optional[float]:
     """How long a caller waits for a reply: ``extra`` seconds the command may
     block on the server (``math.inf``: forever) plus ``socket_timeout`` as a
-    margin. None means no bound."""
+    margin.
+
+    Args:
+        extra: the seconds the command may block on the server
+            (``math.inf``: forever).
+        socket_timeout: the client's ``socket_timeout`` (None: no bound).
+
+    Returns:
+        The bound in seconds, or None for no bound.
+    """
     if socket_timeout is None or math.isinf(extra):
         return None
     return extra + socket_timeout
 
 
 def check_usable(conn: Connection) -> None:
-    """Raise the ConnectionError that closed ``conn``, if it is closed."""
+    """Raise the ConnectionError that closed ``conn``, if it is closed.
+
+    Args:
+        conn: a dedicated connection.
+
+    Raises:
+        redis.ConnectionError: ``conn`` is closed or closing: a fresh copy of
+            the error that closed it (its class kept, e.g.
+            ``redis.AuthenticationError``), else
+            :class:`~geredis.exceptions.ConnectionClosedError`.
+    """
     if conn.state not in _LIVE:
         raise failure_for(
             conn.error or ClientClosedError("connection closed"), conn.settings.address
@@ -97,6 +116,21 @@ def call(conn: Connection, packed: bytes, raw: bool, bound: Optional[float],
     ``redis.TimeoutError``. If the caller gives up before the reply (that
     bound, ``gevent.Timeout``, kill) and ``abort`` is true, the connection is
     aborted so the server cannot act for nobody.
+
+    Args:
+        conn: a leased dedicated connection.
+        packed: the command, already packed.
+        raw: return bytes for this reply even when the settings decode.
+        bound: the longest to wait for the reply, in seconds (None: forever).
+        abort: abort the connection when the caller gives up first.
+
+    Returns:
+        The raw reply; an error reply as a ``redis.ResponseError`` value.
+
+    Raises:
+        redis.TimeoutError: no reply within ``bound``.
+        redis.ConnectionError: the connection was closed, or broke before
+            the reply.
     """
     check_usable(conn)
     slot = FutureSlot()
@@ -118,7 +152,20 @@ def call(conn: Connection, packed: bytes, raw: bool, bound: Optional[float],
 
 def wait_batch(conn: Connection, slot: BatchSlot, bound: Optional[float]) -> List[Any]:
     """Wait at most ``bound`` seconds for a batch submitted on a dedicated
-    connection; abort the connection if the caller gives up first."""
+    connection; abort the connection if the caller gives up first.
+
+    Args:
+        conn: the dedicated connection the batch went on.
+        slot: the batch's slot.
+        bound: the longest to wait, in seconds (None: forever).
+
+    Returns:
+        The raw replies, one per command, error replies as values.
+
+    Raises:
+        redis.TimeoutError: the replies were not all in within ``bound``.
+        redis.ConnectionError: the connection broke before the last reply.
+    """
     result = slot.result
     try:
         result.wait(bound)
@@ -156,6 +203,9 @@ class DedicatedPool:
         timeout: how long ``acquire`` waits for a free permit; None waits as
             long as it takes, 0 fails at once. Blocking commands never wait.
         stats: the owner's counters (a private set when None).
+
+    Raises:
+        ValueError: ``max_size`` is below 1.
     """
 
     def __init__(self, settings: ConnectionSettings, *, parser: str = "auto",
@@ -202,7 +252,11 @@ class DedicatedPool:
         return len(self._waiters)
 
     def connections(self) -> List[Connection]:
-        """The pool's leased and idle connections."""
+        """The pool's leased and idle connections.
+
+        Returns:
+            A new list of them (held connections are not the pool's).
+        """
         return list(self._leased) + self._idle
 
     # -- permits -------------------------------------------------------------
@@ -269,7 +323,15 @@ class DedicatedPool:
     def connect(self, settings: Optional[ConnectionSettings] = None) -> Connection:
         """A new dedicated connection, opened from ``settings`` or the pool's.
         It has no timeout of its own (its caller bounds each wait) and no
-        health-check PINGs (one would queue behind a blocking command)."""
+        health-check PINGs (one would queue behind a blocking command).
+
+        Args:
+            settings: the settings to open it from (None: the pool's).
+
+        Returns:
+            The new connection, not counted against the pool's bound (the
+            caller holds a permit), opened lazily.
+        """
         base = settings if settings is not None else self.settings
         fresh = dataclasses.replace(base, socket_timeout=None, health_check_interval=0)
         return Connection(fresh, parser=self._parser, stats=self.stats)
@@ -280,6 +342,14 @@ class DedicatedPool:
         A ``graceful`` lease (a pipeline in flight) gets until ``close()``'s
         deadline to finish; others are aborted at close. Without ``wait``,
         fail at once when no permit is free.
+
+        Args:
+            graceful: let this lease finish at ``close()`` (until its
+                deadline) instead of being aborted.
+            wait: wait (at most the pool's ``timeout``) for a free permit.
+
+        Returns:
+            An idle clean connection (the most recently used), or a new one.
 
         Raises:
             PoolExhaustedError: no permit became free within ``timeout`` (at
@@ -312,7 +382,11 @@ class DedicatedPool:
 
     def release(self, conn: Connection) -> None:
         """Give a leased connection back: kept when clean, aborted otherwise.
-        Never blocks."""
+        Never blocks; a connection not leased (released twice) is ignored.
+
+        Args:
+            conn: a connection :meth:`acquire` returned.
+        """
         if conn not in self._leased:
             return  # released twice, or already aborted by close()
         self._leased.discard(conn)
@@ -329,7 +403,24 @@ class DedicatedPool:
 
     def run(self, packed: bytes, raw: bool, bound: Optional[float]) -> Any:
         """One command on a leased connection (a blocking command); fails at
-        once with ``PoolExhaustedError`` when every permit is taken."""
+        once with ``PoolExhaustedError`` when every permit is taken.
+
+        Args:
+            packed: the command, already packed.
+            raw: return bytes for this reply even when the settings decode.
+            bound: the longest to wait for the reply, in seconds (None:
+                forever); see :func:`wait_bound`.
+
+        Returns:
+            The raw reply; an error reply as a ``redis.ResponseError`` value.
+
+        Raises:
+            geredis.PoolExhaustedError: every permit is taken.
+            geredis.ClientClosedError: the pool was closed.
+            redis.TimeoutError: no reply within ``bound`` (the connection is
+                aborted).
+            redis.ConnectionError: the connection broke before the reply.
+        """
         conn = self.acquire(wait=False)
         try:
             return call(conn, packed, raw, bound)
@@ -339,13 +430,27 @@ class DedicatedPool:
     def hold(self, holder: Any) -> None:
         """Take a permit for ``holder``, which opens its own connection. It
         must call :meth:`unhold` exactly once (close, abort or ``__del__``),
-        and have ``abort()``, which ``close()`` calls. Held weakly."""
+        and have ``abort()``, which ``close()`` calls. Held weakly.
+
+        Args:
+            holder: a pinned client or a monitor.
+
+        Raises:
+            geredis.PoolExhaustedError: no permit became free within the
+                pool's ``timeout``.
+            geredis.ClientClosedError: the pool was closed.
+        """
         self._take_permit()
         self._held.add(holder)
         while len(self._idle) > self._free:  # keep idle + in use <= max_size
             self._idle.pop(0).abort()
 
     def unhold(self, holder: Any) -> None:
+        """Give back the permit :meth:`hold` took for ``holder``.
+
+        Args:
+            holder: what :meth:`hold` was given.
+        """
         self._held.discard(holder)
         self._give_permit()
 
@@ -355,7 +460,12 @@ class DedicatedPool:
         """Close the idle connections; leased ones are closed when given back,
         or aborted now with ``abort`` (their callers get a ConnectionError).
         Held ones (pinned clients, monitors) are left alone. Never blocks;
-        the pool stays usable."""
+        the pool stays usable.
+
+        Args:
+            abort: abort the leased connections now instead of when given
+                back.
+        """
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close_nowait()
@@ -371,6 +481,9 @@ class DedicatedPool:
 
         Waits at most ``timeout`` seconds (None: as long as it takes) for
         pipelines in flight on dedicated connections.
+
+        Args:
+            timeout: the longest to wait for graceful leases, in seconds.
         """
         self._closed = True
         self._wake_waiters()

@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["ThreadAffinityError", "check_thread", "health_check", "real_thread_id", "track"]
 
+#: The real OS thread's id (``_thread.get_ident``, not the greenlet id that
+#: monkey-patching makes of it).
 real_thread_id = get_original("_thread", "get_ident")
 
 _live: "weakref.WeakSet[Connection]" = weakref.WeakSet()

@@ -36,10 +36,26 @@ def open_initialised(settings: ConnectionSettings, reader: Any, packer: Packer) 
     """A connected, initialised gevent socket; ``reader`` has consumed the
     handshake's replies and is ready for the first command's.
 
+    With an ``address_resolver`` in ``settings``, the resolver picks the node
+    (and may add its own steps, such as ``ROLE``).
+
+    Args:
+        settings: where to connect, and the handshake to run
+            (:meth:`~geredis.settings.ConnectionSettings.handshake`); the
+            whole of it is bounded by ``socket_connect_timeout``.
+        reader: a fresh RESP reader (:func:`~geredis.protocol.make_reader`)
+            that goes on reading the connection's replies.
+        packer: the :class:`~geredis.protocol.Packer` for the steps.
+
+    Returns:
+        The connected socket (a ``gevent.ssl.SSLSocket`` over TLS), with no
+        timeout of its own.
+
     Raises:
-        ConnectionClosedError: cannot connect, timed out, or the server
-            closed the connection or refused a step.
-        AuthenticationError: wrong credentials (a ConnectionError too).
+        geredis.ConnectionClosedError: cannot connect, timed out, or the
+            server closed the connection or refused a step.
+        redis.AuthenticationError: wrong credentials (a ConnectionError too).
+        geredis.network.TLSError: the TLS set-up or handshake failed.
     """
     resolver = settings.address_resolver
     if resolver is None:

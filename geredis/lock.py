@@ -28,6 +28,7 @@ import redis.lock
 
 __all__ = ["Lock"]
 
+#: A number of seconds.
 Number = Union[int, float]
 
 
@@ -46,9 +47,13 @@ class Lock(redis.lock.Lock):  # type: ignore[misc]
     and the context manager are redis-py's, and raise redis-py's
     ``LockError``/``LockNotOwnedError``.
 
-    Keyword Args:
+    Args:
         redis_client: the client the lock's commands run on.
         name: the lock's key.
+        *args: the arguments below, in ``redis.lock.Lock``'s order.
+        **kwargs: the arguments below, by name.
+
+    Keyword Args:
         timeout (float | None): seconds after which the lock expires by
             itself (None: never).
         sleep (float): seconds between tries while a blocking ``acquire``

@@ -66,7 +66,11 @@ def unpatch_redis() -> None:
 
 
 def is_patched() -> bool:
-    """Whether ``redis.Redis`` is geredis's class now."""
+    """Whether ``redis.Redis`` is geredis's class now.
+
+    Returns:
+        True between :func:`patch_redis` and :func:`unpatch_redis`.
+    """
     import redis
 
     return redis.Redis is Redis

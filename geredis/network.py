@@ -150,6 +150,13 @@ def _build_context(settings: ConnectionSettings) -> gevent_ssl.SSLContext:
 def ssl_context(settings: ConnectionSettings) -> gevent_ssl.SSLContext:
     """The ``SSLContext`` for ``settings``, built on first use and cached.
 
+    Args:
+        settings: TLS settings (``ssl=True`` and the ``ssl_*`` fields).
+
+    Returns:
+        A ``gevent.ssl.SSLContext``, the same one for every connection
+        opened from these settings.
+
     Raises:
         TLSError: a certificate, key or CA file cannot be loaded, the key's
             password is wrong, or the cipher list is invalid.
@@ -169,7 +176,16 @@ def ssl_context(settings: ConnectionSettings) -> gevent_ssl.SSLContext:
 
 def share_ssl_context(source: ConnectionSettings, target: ConnectionSettings) -> None:
     """Let ``target`` (the same settings pointed at another node) reuse
-    ``source``'s SSLContext instead of building its own at each connect."""
+    ``source``'s SSLContext instead of building its own at each connect.
+
+    Args:
+        source: the settings whose context is shared (nothing is done
+            unless ``source.ssl``).
+        target: a copy of ``source`` pointed at another node.
+
+    Raises:
+        TLSError: ``source``'s context cannot be built.
+    """
     if source.ssl:
         vars(target)[_CONTEXT_ATTR] = ssl_context(source)
 
@@ -217,8 +233,13 @@ def _wrap_tls(sock: Any, context: gevent_ssl.SSLContext, settings: ConnectionSet
 def open_socket(settings: ConnectionSettings) -> Any:
     """Connect to ``settings``'s address; the caller bounds the time.
 
-    Returns a connected ``gevent.socket.socket`` (a ``gevent.ssl.SSLSocket``
-    with ``settings.ssl``, its handshake done) with no timeout.
+    Args:
+        settings: where to connect (host and port, or a unix socket), and
+            TLS, keepalive and the other socket options.
+
+    Returns:
+        A connected ``gevent.socket.socket`` (a ``gevent.ssl.SSLSocket``
+        with ``settings.ssl``, its handshake done) with no timeout.
 
     Raises:
         ConnectionClosedError: refused, unreachable or unresolvable, or closed

@@ -50,10 +50,12 @@ __all__ = ["CHUNK", "PIPELINE_THRESHOLD", "WINDOW", "Pipeline", "exchange", "run
 
 #: Default size above which a batch runs on a dedicated connection.
 PIPELINE_THRESHOLD = 2000
-#: Commands per write on a dedicated connection, and chunks kept in flight.
+#: Commands per write on a dedicated connection.
 CHUNK = 5000
+#: Chunks of :data:`CHUNK` commands kept in flight on a dedicated connection.
 WINDOW = 3
 
+#: ``(args, options)``: one queued command, as ``execute_command`` took it.
 Command = Tuple[Tuple[Any, ...], Dict[str, Any]]
 _MULTI: Command = (("MULTI",), {})
 _EXEC: Command = (("EXEC",), {})
@@ -480,7 +482,25 @@ def exchange(conn: Connection, packer: Any, commands: Sequence[Command],
     """Send ``commands`` on a dedicated connection in chunks of ``CHUNK``,
     ``WINDOW`` chunks in flight; hand each chunk's replies, in order, to
     ``consume(offset, replies)``. Each wait is bounded by ``bound``; a caller
-    that gives up aborts the connection (``wait_batch``)."""
+    that gives up aborts the connection (``wait_batch``).
+
+    Args:
+        conn: a leased dedicated connection.
+        packer: the client's :class:`~geredis.protocol.Packer`.
+        commands: the commands, in order.
+        bound: the longest each chunk's replies may take, in seconds (None:
+            forever).
+        consume: called with the offset of each chunk's first command and
+            its raw replies (error replies as values), in order.
+
+    Raises:
+        redis.TimeoutError: a chunk's replies were not in within ``bound``
+            (the connection is aborted).
+        redis.ConnectionError: the connection broke, or was closed, before
+            the last reply.
+        redis.DataError: a command has an argument of a type that cannot be
+            sent.
+    """
     pack = packer.pack_commands
     inflight: Deque[Tuple[int, BatchSlot]] = deque()
     for start in range(0, len(commands), CHUNK):

@@ -88,7 +88,22 @@ def _settings_of(kwargs: Dict[str, Any], kind: str) -> ConnectionSettings:
 
 class ConnectionKwargs(Dict[str, Any]):
     """``connection_pool.connection_kwargs``: a dict whose changes reach the
-    pool (checked first: a bad value raises and changes nothing)."""
+    pool (checked first: a bad value raises and changes nothing).
+
+    Every change (``kw[k] = v``, ``del kw[k]``, :meth:`update`, :meth:`pop`,
+    :meth:`setdefault`, :meth:`clear`) is applied to a copy, handed to
+    ``on_change``, and kept only when that returns.
+
+    Args:
+        data: the pool's connection kwargs, in redis-py's shape.
+        on_change: called with the whole new dict before a change is kept;
+            it raises (``ValueError``, ``TypeError``) to refuse it.
+
+    Raises:
+        ValueError: from a change, when ``on_change`` refuses a value (the
+            dict is left as it was).
+        TypeError: from a change, when ``on_change`` refuses a value's type.
+    """
 
     def __init__(self, data: Dict[str, Any], on_change: Callable[[Dict[str, Any]], None]) -> None:
         super().__init__(data)
@@ -109,20 +124,53 @@ class ConnectionKwargs(Dict[str, Any]):
         self._change(lambda d: d.__delitem__(key))
 
     def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        """As ``dict.update``, checked by the pool first.
+
+        Args:
+            *args: a mapping or an iterable of pairs, as for ``dict.update``.
+            **kwargs: more keys and values.
+        """
         self._change(lambda d: d.update(*args, **kwargs))
 
     def pop(self, key: str, *default: Any) -> Any:  # type: ignore[override]
+        """As ``dict.pop``, checked by the pool first.
+
+        Args:
+            key: the kwarg to remove.
+            *default: returned when ``key`` is missing.
+
+        Returns:
+            The value removed, or the default.
+
+        Raises:
+            KeyError: ``key`` is missing and no default was given.
+        """
         return self._change(lambda d: d.pop(key, *default))
 
     def setdefault(self, key: str, default: Any = None) -> Any:
+        """As ``dict.setdefault``, checked by the pool first when it adds.
+
+        Args:
+            key: the kwarg.
+            default: its value when missing.
+
+        Returns:
+            The value of ``key`` (``default`` when it was missing).
+        """
         if key in self:
             return self[key]
         return self._change(lambda d: d.setdefault(key, default))
 
     def clear(self) -> None:
+        """As ``dict.clear``, checked by the pool first (back to the defaults)."""
         self._change(lambda d: d.clear())
 
     def copy(self) -> Dict[str, Any]:  # type: ignore[override]
+        """A plain ``dict`` copy: its changes do not reach the pool.
+
+        Returns:
+            The kwargs, as a new ``dict``.
+        """
         return dict(self)
 
 
@@ -167,7 +215,12 @@ class ConnectionPool:
 
     def connections(self) -> ServerConnections:
         """The shared connections for these settings in the calling thread
-        (held in a real thread-local: a thread that ends lets go of them)."""
+        (held in a real thread-local: a thread that ends lets go of them).
+
+        Returns:
+            This OS thread's :class:`~geredis.server.ServerConnections`,
+            created (or found in the shared registry) on first use.
+        """
         owner: Optional[ServerConnections] = getattr(self._local, "owner", None)
         if owner is None:
             make = shared_connections if self.shared else ServerConnections
@@ -194,17 +247,31 @@ class ConnectionPool:
 
     def get_encoder(self) -> Encoder:
         """redis-py's ``Encoder`` for these settings (what ``Lock``, scripts
-        and modules use to encode and decode)."""
+        and modules use to encode and decode).
+
+        Returns:
+            A new ``redis._parsers.encoders.Encoder`` with the settings'
+            encoding, errors and ``decode_responses``.
+        """
         s = self.settings
         return Encoder(s.encoding, s.encoding_errors, s.decode_responses)  # type: ignore[no-untyped-call]
 
     def get_protocol(self) -> Optional[int]:
-        """The protocol asked for: None (RESP3, redis-py 8's default), 2 or 3."""
+        """The protocol asked for.
+
+        Returns:
+            None (RESP3, redis-py 8's default), 2 or 3.
+        """
         return self.settings.protocol
 
     def disconnect(self, inuse_connections: bool = True) -> None:
         """Drop this thread's connections for these settings; the next command
-        reconnects. Commands in flight finish on the old connections."""
+        reconnects. Commands in flight finish on the old connections.
+
+        Args:
+            inuse_connections: accepted for redis-py's signature and ignored:
+                in-flight commands always finish.
+        """
         owner = getattr(self._local, "owner", None)
         if owner is not None:
             owner.disconnect()
@@ -219,6 +286,15 @@ class ConnectionPool:
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         """Refused: there are no redis-py connection objects to lend.
+
+        ``make_connection`` and ``release`` are the same method.
+
+        Args:
+            *args: ignored (redis-py's ``command_name, *keys``).
+            **kwargs: ignored.
+
+        Returns:
+            Nothing: it always raises.
 
         Raises:
             NotImplementedError: always, naming what to use instead.
@@ -246,6 +322,25 @@ def pool_for(source: Any, options: Dict[str, Any]) -> Tuple[ConnectionPool, Dict
     ``options`` are the geredis options given to the client (parser,
     max_dedicated, dedicated_timeout); a geredis pool given with other
     options is copied with them.
+
+    Args:
+        source: a geredis :class:`ConnectionPool`, or a redis-py
+            ``ConnectionPool``/``BlockingConnectionPool`` of
+            ``redis.Connection``, ``redis.SSLConnection`` or
+            ``redis.UnixDomainSocketConnection``.
+        options: the geredis options given to the client.
+
+    Returns:
+        The pool, and the client options read from a redis-py pool
+        (``retry``, ``retry_on_timeout``, ``retry_on_error``; empty for a
+        geredis pool).
+
+    Raises:
+        ValueError: ``source`` is neither, or has a connection class geredis
+            cannot stand in for (Sentinel's, a custom one); the message
+            names it.
+        TypeError: a redis-py pool's kwargs hold an argument geredis does not
+            take (from :func:`~geredis.compat.settings_from_kwargs`).
     """
     if isinstance(source, ConnectionPool):
         same = all(getattr(source, k) == v for k, v in options.items())

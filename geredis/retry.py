@@ -33,6 +33,10 @@ from .exceptions import ClientClosedError
 
 __all__ = ["READ_ONLY_COMMANDS", "RetryPolicy"]
 
+#: Commands safe to send again after their connection broke (upper case;
+#: subcommands as ``"CONFIG GET"``): the server's ``readonly`` commands, plus
+#: harmless ones such as PING and INFO. Any other command is retried only if
+#: it never left the client, or with ``retry_writes=True``.
 READ_ONLY_COMMANDS = frozenset(
     """
     BITCOUNT BITFIELD_RO BITPOS DBSIZE DUMP EVALSHA_RO EVAL_RO EXISTS EXPIRETIME

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["ROUTES", "block_seconds", "is_blocking"]
 
+#: ``check(client, command, args)``: a route's check (see :data:`ROUTES`).
 Check = Callable[["Redis", str, Tuple[Any, ...]], bool]
 
 _BLOCKING = (

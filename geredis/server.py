@@ -119,8 +119,14 @@ class ServerConnections:
         """The shared connection, opened anew if there is none or it broke,
         with room for one more command.
 
+        Opening is lazy: a connection that cannot connect fails the commands
+        submitted to it (``redis.ConnectionError``), not this call.
+
+        Returns:
+            A connection that takes one more command now.
+
         Raises:
-            TimeoutError: ``max_in_flight`` commands stayed pending for
+            redis.TimeoutError: ``max_in_flight`` commands stayed pending for
                 ``socket_timeout`` seconds.
         """
         timeout = self.settings.socket_timeout
@@ -152,6 +158,11 @@ class ServerConnections:
         ConnectionError at once, blocking commands on dedicated connections
         included. Pinned clients (``r.client()``) and monitors keep their own
         connection either way.
+
+        Args:
+            abort: fail the commands in flight at once with
+                :class:`~geredis.exceptions.ConnectionClosedError` instead
+                of letting them finish.
         """
         conn, self.connection = self.connection, None
         if conn is not None:
@@ -166,7 +177,12 @@ class ServerConnections:
     def close(self, timeout: Optional[float] = None) -> None:
         """Close every connection, waiting at most ``timeout`` seconds (None:
         as long as it takes) for pending replies, then join their greenlets.
-        Pinned clients and monitors are aborted. A later command reopens."""
+        Pinned clients and monitors are aborted. A later command reopens.
+
+        Args:
+            timeout: the longest to wait for pending replies, in seconds;
+                what is still pending then fails with a ConnectionError.
+        """
         conn, self.connection = self.connection, None
         pool, self.dedicated = self.dedicated, self._new_dedicated_pool()
         if conn is not None:
@@ -220,7 +236,16 @@ def _frozen(value: Any) -> Hashable:
 
 
 def settings_key(settings: ConnectionSettings) -> Tuple[Any, ...]:
-    """Equal for settings that would open identical connections."""
+    """The registry key of a settings object.
+
+    Args:
+        settings: the connection settings.
+
+    Returns:
+        A hashable tuple of every field's value, equal for settings that
+        would open identical connections (an unhashable value counts by
+        identity).
+    """
     return tuple(_frozen(getattr(settings, f.name)) for f in dataclasses.fields(settings))
 
 
@@ -228,7 +253,20 @@ def shared_connections(settings: ConnectionSettings, *, parser: str = "auto",
                        max_dedicated: int = MAX_DEDICATED,
                        dedicated_timeout: Optional[float] = None) -> ServerConnections:
     """The ServerConnections of this OS thread for these settings and
-    options, made on first use; see the module comment."""
+    options, made on first use; see the module comment.
+
+    Args:
+        settings: where to connect and how.
+        parser: ``"auto"``, ``"hiredis"`` or ``"python"``.
+        max_dedicated: the dedicated pool's bound.
+        dedicated_timeout: how long a pipeline, transaction, pinned client or
+            monitor waits for a free dedicated connection (None: as long as
+            it takes).
+
+    Returns:
+        The one :class:`ServerConnections` of this thread for equal settings
+        and options (held weakly by the registry: keep a reference).
+    """
     registry = _registry()
     key = (parser, max_dedicated, dedicated_timeout, settings_key(settings))
     owner = registry.get(key)
@@ -243,7 +281,12 @@ def close_all(timeout: Optional[float] = None) -> None:
     """Close every connection geredis holds in this OS thread, waiting at most
     ``timeout`` seconds for each server's pending replies (a shutdown hook:
     gunicorn's ``worker_exit``, the end of a test). Clients stay usable: a
-    later command reconnects."""
+    later command reconnects.
+
+    Args:
+        timeout: the longest to wait for each server's pending replies, in
+            seconds (None: as long as it takes).
+    """
     for owner in list(_registry().values()):
         owner.close(timeout)
 

@@ -37,7 +37,7 @@ from redis.credentials import CredentialProvider
 
 from . import __about__
 
-# (args, ignore_error_reply): one handshake step.
+#: ``(args, ignore_error_reply)``: one handshake step.
 HandshakeStep = Tuple[Tuple[Any, ...], bool]
 
 #: ``open_node(host, port, extra_steps)``: connect to one node and run the
@@ -57,11 +57,22 @@ class AddressResolver(Protocol):
     """
 
     def describe(self) -> str:
-        """What the client is connected to, for messages and ``repr``."""
+        """What the client is connected to, for messages and ``repr``.
+
+        Returns:
+            A short description, such as ``mymaster (sentinel primary)``.
+        """
         ...
 
     def connect(self, open_node: OpenNode) -> Any:
         """Pick a node, open it with ``open_node`` and return the socket.
+
+        Args:
+            open_node: connects to one node and runs the handshake plus the
+                resolver's own steps (see :data:`OpenNode`).
+
+        Returns:
+            The connected, initialised socket.
 
         Raises:
             redis.ConnectionError: no usable node.
@@ -70,14 +81,25 @@ class AddressResolver(Protocol):
 
     def wait_moved(self, seconds: float) -> None:
         """Sleep ``seconds``, or less if the resolver learns a new address
-        meanwhile (a retry after a failover need not wait out its backoff)."""
+        meanwhile (a retry after a failover need not wait out its backoff).
+
+        Args:
+            seconds: the longest to sleep.
+        """
         ...
 
     def demoted(self, sock: Any) -> bool:
         """A command sent on ``sock`` (a socket :meth:`connect` returned) got
-        a READONLY error. Returns True if this resolver follows a primary
-        (that node is no longer it: find the primary again), False if READONLY
-        is a normal answer here (replicas)."""
+        a READONLY error.
+
+        Args:
+            sock: the socket the READONLY reply came on.
+
+        Returns:
+            True if this resolver follows a primary (that node is no longer
+            it: find the primary again), False if READONLY is a normal answer
+            here (replicas).
+        """
         ...
 
 _DEFAULT_TIMEOUT: Optional[float]

@@ -53,7 +53,13 @@ _ASKING_COMMAND: Tuple[Tuple[Any, ...], Dict[str, Any]] = (("ASKING",), {})
 
 
 class Item:
-    """One command of a batch, and what became of it."""
+    """One command of a batch, and what became of it.
+
+    Args:
+        command: the command's upper-case name.
+        args: the command and its arguments.
+        options: redis-py's per-command options.
+    """
 
     __slots__ = ("args", "options", "command", "slot", "node", "asking", "reply", "sent",
                  "packed", "raw", "position", "block")  # fmt: skip
@@ -76,12 +82,19 @@ class Item:
 def route(rc: "RedisCluster", item: Item) -> None:
     """Give ``item`` its slot (if keyed) and node, by redis-py's rules.
 
+    Args:
+        rc: the cluster client.
+        item: the command to route; its ``slot``, ``node``, ``block`` and
+            ``packed`` are set.
+
     Raises:
-        RedisClusterException: keys in several slots, no key and no flag,
-            or a command meant for several nodes.
-        SharedConnectionError: a command that cannot be pipelined (SELECT,
-            SUBSCRIBE...); a blocking one is marked to run on a dedicated
-            connection instead.
+        redis.RedisClusterException: keys in several slots, no key and no
+            flag, or a command meant for several nodes.
+        geredis.SharedConnectionError: a command that cannot be pipelined
+            (SELECT, SUBSCRIBE...); a blocking one is marked to run on a
+            dedicated connection instead.
+        redis.SlotNotCoveredError: no node serves the slot.
+        redis.DataError: an argument of a type that cannot be sent.
     """
     check = ROUTES.get(item.command)
     if check is not None and check(rc, item.command, item.args):  # type: ignore[arg-type]
@@ -101,7 +114,13 @@ def route(rc: "RedisCluster", item: Item) -> None:
 def run(rc: "RedisCluster", items: List[Item], replied: bool = False) -> None:
     """Send every routed item; leave its final reply in ``item.reply`` (error
     replies and broken-connection errors as values). With ``replied`` the
-    items were sent once already and hold their first replies."""
+    items were sent once already and hold their first replies.
+
+    Args:
+        rc: the cluster client.
+        items: routed items (:func:`route`).
+        replied: the items hold their first replies already.
+    """
     deadline = None if rc._timeout is None else monotonic() + rc._timeout
     pending = items
     rounds = failures = 0
@@ -247,7 +266,15 @@ def _on_dedicated(rc: "RedisCluster", owner: Any, group: List[Item]) -> None:
 
 def partition_keys(rc: "RedisCluster", keys: Iterable[Any]) -> Dict[int, List[Any]]:
     """``{slot: [keys]}`` in first-seen order (redis-py's
-    ``_partition_keys_by_slot``, with str and bytes keys encoded inline)."""
+    ``_partition_keys_by_slot``, with str and bytes keys encoded inline).
+
+    Args:
+        rc: the cluster client (its encoding).
+        keys: the keys.
+
+    Returns:
+        The keys grouped by hash slot.
+    """
     encoding, errors, encode = rc._encoding, rc._encoding_errors, rc.encoder.encode
     slots: Dict[int, List[Any]] = {}
     for key in keys:
@@ -266,7 +293,21 @@ def by_slot(rc: "RedisCluster", command: str, slots_to_args: Mapping[int, Iterab
     """``command`` once per slot with that slot's arguments, every node's
     share as one batch, all nodes at once; the results in slot order (the
     first error raised). Replies that are not the answer, and commands
-    whose connection broke, go through :func:`run`'s rules."""
+    whose connection broke, go through :func:`run`'s rules.
+
+    Args:
+        rc: the cluster client.
+        command: the command (``MGET``, ``DEL``...).
+        slots_to_args: each slot's arguments.
+
+    Returns:
+        One result per slot, in the mapping's order.
+
+    Raises:
+        redis.ResponseError: the first error reply.
+        redis.ConnectionError: a connection broke under a command that was
+            not sent again.
+    """
     slots_cache = rc.nodes_manager.slots_cache
     pack = rc._packer.pack
     order = [(slot, (command, *args)) for slot, args in slots_to_args.items()]

@@ -100,32 +100,52 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
     ``redis.cluster.RedisCluster``'s arguments.
 
     Args:
-        host, port, startup_nodes, url: where to read the slot map first
-            (``startup_nodes=[ClusterNode(host, port), ...]``).
-        retry, cluster_error_retry_attempts: redis-py's; a command whose
-            connection broke is sent again only when that is harmless (see
-            ``geredis.retry``). ``retry_on_timeout``, ``retry_writes`` too.
+        host: a node to read the slot map from first (with ``port``).
+        port: that node's port.
+        startup_nodes: nodes to read the slot map from first
+            (``[ClusterNode(host, port), ...]``).
+        cluster_error_retry_attempts: redis-py's; the attempts of the
+            default ``retry``.
+        retry: redis-py's ``Retry``; a command whose connection broke is
+            sent again only when that is harmless (see ``geredis.retry``).
+            ``retry_on_timeout`` and ``retry_writes`` are taken too.
         require_full_coverage: refuse a map that leaves slots unserved.
         reinitialize_steps: 0 stops MOVED replies from asking for a new map
             (the slot is still patched); any other value asks, at most one
             refresh at a time.
-        read_from_replicas, load_balancing_strategy: read commands may go to
-            replicas (their connections send READONLY).
-        dynamic_startup_nodes, address_remap, event_dispatcher,
-        policy_resolver: as in redis-py.
+        read_from_replicas: read commands may go to replicas (their
+            connections send READONLY).
+        load_balancing_strategy: how reads spread over a shard's nodes
+            (redis-py's ``LoadBalancingStrategy``); implies replica reads.
+        dynamic_startup_nodes: as in redis-py: the nodes of each map become
+            the startup nodes of the next read.
+        url: ``redis://host:port`` (or ``rediss://``) of a node to start
+            from, with options as for ``geredis.Redis.from_url``.
+        address_remap: as in redis-py: ``f((host, port)) -> (host, port)``
+            for every node address the cluster reports.
+        cache: refused (``ValueError``): no client-side caching here yet.
+        cache_config: refused (``ValueError``), as ``cache``.
+        event_dispatcher: as in redis-py.
+        policy_resolver: as in redis-py: which node(s) a keyless command
+            goes to and how replies combine.
+        maint_notifications_config: refused (``ValueError``) when enabled.
         cluster_refresh_interval: seconds between background re-reads of the
             map (default 30; 0 or None: only when the cluster says so).
         max_redirections: MOVED/ASK replies followed per command (16), then
             ``ClusterError``.
-        parser, max_dedicated, dedicated_timeout, pipeline_threshold, and the
-            connection arguments (password, ssl_*, socket_timeout,
-            decode_responses, protocol, max_in_flight, ...): as for
-            ``geredis.Redis``, for each node.
+        parser: as for ``geredis.Redis``, for each node.
+        max_dedicated: as for ``geredis.Redis``, for each node.
+        dedicated_timeout: as for ``geredis.Redis``, for each node.
+        pipeline_threshold: as for ``geredis.Redis``, for each node.
+        **kwargs: the connection arguments (password, ``ssl_*``,
+            socket_timeout, decode_responses, protocol, max_in_flight, ...):
+            as for ``geredis.Redis``, for each node.
 
     Raises:
-        RedisClusterException: no startup node, ``db``, a unix socket, or no
-            reachable node answered with a usable slot map.
+        redis.RedisClusterException: no startup node, ``db``, a unix socket,
+            or no reachable node answered with a usable slot map.
         ValueError: a redis-py argument geredis cannot honour.
+        TypeError: an argument ``geredis.Redis`` does not take.
     """
 
     _is_async_client = False
@@ -253,7 +273,19 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
     @classmethod
     def from_url(cls: Type[_R], url: str, **kwargs: Any) -> _R:
         """A client for ``redis://host:port`` (or ``rediss://``); options as
-        for ``geredis.Redis.from_url``; kwargs win."""
+        for ``geredis.Redis.from_url``; kwargs win.
+
+        Args:
+            url: the URL of a node to start from.
+            **kwargs: the constructor's other arguments.
+
+        Returns:
+            The client, its slot map read.
+
+        Raises:
+            redis.RedisClusterException: as for the constructor.
+            ValueError: the URL cannot be read.
+        """
         return cls(url=url, **kwargs)
 
     def _make_node(self, host: str, port: int) -> NodeRedis:
@@ -268,7 +300,28 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
     # -- the command path (see routing.py) ---------------------------------------
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        """Send one command where the slot map says; return its result."""
+        """Send one command where the slot map says; return its result.
+
+        A keyed command goes to its slot's node on that node's shared
+        connection (a blocking one on a dedicated connection); a keyless one
+        to the node(s) redis-py's policies name, its replies combined.
+
+        Args:
+            *args: the command and its arguments.
+            **options: redis-py's options (``target_nodes``, ...).
+
+        Returns:
+            The reply after the response callback.
+
+        Raises:
+            redis.ResponseError: the command's error reply (after following
+                MOVED/ASK/TRYAGAIN).
+            redis.ClusterError: still redirected after ``max_redirections``.
+            redis.ConnectionError: the node's connection broke and the
+                command was not safe to send again.
+            redis.TimeoutError: no reply within ``socket_timeout``.
+            geredis.ClientClosedError: the client was closed.
+        """
         if CLUSTER.execute_command is not PLAIN_CLUSTER_EXECUTE_COMMAND and (
             options.pop(INSIDE, None) is None
         ):
@@ -358,12 +411,48 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
     # -- the two commands every program runs most -----------------------------------
 
     def get(self, name: Any) -> Any:
-        """``GET name`` (redis-py's ``get`` minus its per-call option dict)."""
+        """``GET name`` (redis-py's ``get`` minus its per-call option dict).
+
+        Args:
+            name: the key.
+
+        Returns:
+            The value, or None.
+
+        Raises:
+            redis.ResponseError: the command's error reply (after following
+                MOVED/ASK/TRYAGAIN).
+            redis.ClusterError: still redirected after ``max_redirections``.
+            redis.ConnectionError: the node's connection broke and the
+                command was not safe to send again.
+            redis.TimeoutError: no reply within ``socket_timeout``.
+            geredis.ClientClosedError: the client was closed.
+        """
         return self.execute_command("GET", name)
 
     def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
         """``SET name value [...]``: redis-py's ``set``; the plain form skips
-        its option checks."""
+        its option checks.
+
+        Args:
+            name: the key.
+            value: the value.
+            *args: redis-py's ``set`` options, by position.
+            **kwargs: redis-py's ``set`` options (``ex``, ``nx``, ``get``...).
+
+        Returns:
+            True (or the old value with ``get=True``; None when ``nx``/``xx``
+            prevented it).
+
+        Raises:
+            redis.ResponseError: the command's error reply (after following
+                MOVED/ASK/TRYAGAIN).
+            redis.ClusterError: still redirected after ``max_redirections``.
+            redis.ConnectionError: the node's connection broke and the
+                command was not safe to send again.
+            redis.TimeoutError: no reply within ``socket_timeout``.
+            geredis.ClientClosedError: the client was closed.
+        """
         if args or kwargs:
             return super().set(name, value, *args, **kwargs)
         return self.execute_command("SET", name, value)
@@ -380,13 +469,22 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
         self._retry.retry = value
 
     def set_retry(self, retry: Retry) -> None:
+        """Use another ``Retry`` (redis-py's API); as setting :attr:`retry`.
+
+        Args:
+            retry: redis-py's ``Retry``: its backoff and attempts.
+        """
         self._retry.retry = retry
 
     def refresh(self, timeout: Optional[float] = None) -> None:
         """Read the slot map now and wait for it (at most ``timeout``).
 
+        Args:
+            timeout: the longest to wait, in seconds (None: as long as the
+                read takes).
+
         Raises:
-            RedisClusterException: no node answered with a usable map.
+            redis.RedisClusterException: no node answered with a usable map.
         """
         self._refresher.refresh(timeout)
 
@@ -399,7 +497,25 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
              blocking: bool = True, blocking_timeout: Optional[float] = None,
              lock_class: Any = None, thread_local: bool = True,
              raise_on_release_error: bool = True) -> Any:  # fmt: skip
-        """redis-py's ``lock``; the default class sleeps cooperatively."""
+        """redis-py's ``lock``; the default class sleeps cooperatively.
+
+        Args:
+            name: the lock's key.
+            timeout: seconds after which the lock expires by itself (None:
+                never).
+            sleep: seconds between tries while a blocking ``acquire`` waits.
+            blocking: whether ``acquire`` waits by default.
+            blocking_timeout: the longest a blocking ``acquire`` waits by
+                default (None: no bound).
+            lock_class: the class to build (default
+                :class:`geredis.lock.Lock`).
+            thread_local: keep the token per greenlet.
+            raise_on_release_error: whether ``release()`` of a lock no longer
+                held raises ``LockNotOwnedError``.
+
+        Returns:
+            The lock (not acquired yet).
+        """
         return (lock_class or Lock)(
             self, name, timeout=timeout, sleep=sleep, blocking=blocking,
             blocking_timeout=blocking_timeout, thread_local=thread_local,
@@ -407,7 +523,14 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
         )  # fmt: skip
 
     def get_redis_connection(self, node: ClusterNode) -> NodeRedis:
-        """The node's own client (``geredis.Redis``), created if needed."""
+        """The node's own client (``geredis.Redis``), created if needed.
+
+        Args:
+            node: a node of this cluster.
+
+        Returns:
+            The node's client (its connections are opened lazily).
+        """
         if node.redis_connection is None:
             node.redis_connection = self._make_node(node.host, node.port)
         return node.redis_connection  # type: ignore[no-any-return]
@@ -415,7 +538,18 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
     def pipeline(self, transaction: Optional[bool] = None,
                  shard_hint: Any = None) -> "ClusterPipeline":  # fmt: skip
         """redis-py's cluster pipeline: grouped per node, all nodes at once;
-        ``transaction=True`` for MULTI/EXEC on one slot."""
+        ``transaction=True`` for MULTI/EXEC on one slot.
+
+        Args:
+            transaction: MULTI/EXEC (every key in one slot).
+            shard_hint: refused: deprecated in cluster mode.
+
+        Returns:
+            A new :class:`~geredis.cluster.pipeline.ClusterPipeline`.
+
+        Raises:
+            redis.RedisClusterException: ``shard_hint`` was given.
+        """
         if shard_hint:
             raise RedisClusterException("shard_hint is deprecated in cluster mode")
         return ClusterPipeline(self, bool(transaction))
@@ -423,7 +557,23 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
     def transaction(self, func: Callable[["ClusterPipeline"], Any], *watches: Any,
                     **kwargs: Any) -> Any:  # fmt: skip
         """redis-py's ``transaction``: WATCH (one slot), ``func(pipe)``, EXEC,
-        again on ``WatchError`` (sleeping ``watch_delay`` cooperatively)."""
+        again on ``WatchError`` (sleeping ``watch_delay`` cooperatively).
+
+        Args:
+            func: called with the pipeline, in immediate mode until it calls
+                ``pipe.multi()``.
+            *watches: the keys to WATCH (one slot).
+            **kwargs: ``shard_hint``, ``value_from_callable``,
+                ``watch_delay``, as for :func:`geredis.pipeline.run_transaction`.
+
+        Returns:
+            EXEC's replies, or ``func``'s return value with
+            ``value_from_callable=True``.
+
+        Raises:
+            redis.CrossSlotTransactionError: the watched keys, or the
+                transaction's keys, span several slots.
+        """
         return run_transaction(self, func, watches, **kwargs)
 
     def _partition_keys_by_slot(self, keys: Iterable[Any]) -> Dict[int, List[Any]]:
@@ -444,14 +594,35 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
         """Pub/sub over the cluster (``ClusterPubSub``): channels and patterns
         on one node (``node``, or ``host``/``port``, else the default node),
         shard channels at their slot's primary, following it. Takes
-        ``geredis.Redis.pubsub()``'s arguments. Close it yourself."""
+        ``geredis.Redis.pubsub()``'s arguments. Close it yourself.
+
+        Args:
+            node: the node for channels and patterns.
+            host: the node's host, with ``port`` (instead of ``node``).
+            port: the node's port.
+            **kwargs: ``geredis.Redis.pubsub()``'s arguments.
+
+        Returns:
+            A new :class:`~geredis.cluster.pubsub.ClusterPubSub`.
+
+        Raises:
+            redis.RedisClusterException: ``host``/``port`` name no node of
+                the cluster.
+        """
         from .pubsub import ClusterPubSub
 
         return ClusterPubSub(self, node, host, port, **kwargs)
 
     def monitor(self, target_node: Optional[ClusterNode] = None) -> Any:
         """MONITOR one node (the default node unless given), on a dedicated
-        connection of that node."""
+        connection of that node.
+
+        Args:
+            target_node: the node to watch (default: the default node).
+
+        Returns:
+            A :class:`geredis.monitor.Monitor`; use it as a context manager.
+        """
         node = target_node or self.get_default_node()
         return self.get_redis_connection(node).monitor()
 
@@ -475,7 +646,11 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
 
     def close(self, timeout: Optional[float] = None) -> None:
         """Refuse new commands, let pending ones finish (at most ``timeout``,
-        default ``socket_timeout``), close every node's connections."""
+        default ``socket_timeout``), close every node's connections.
+
+        Args:
+            timeout: the longest to wait for pending replies, in seconds.
+        """
         refresher = getattr(self, "_refresher", None)
         if refresher is not None:
             refresher.close()

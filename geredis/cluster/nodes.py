@@ -40,12 +40,22 @@ __all__ = ["NodeRedis", "NodeSettings"]
 
 @dataclasses.dataclass
 class NodeSettings(ConnectionSettings):
-    """A node's connection settings: the cluster's, with its own address."""
+    """A node's connection settings: the cluster's, with its own address.
+
+    Its fields are :class:`~geredis.settings.ConnectionSettings`'s, plus
+    ``readonly``; build it with :meth:`for_node`.
+    """
 
     #: Send READONLY after the handshake (reads from replicas).
     readonly: bool = False
 
     def handshake(self) -> List[HandshakeStep]:
+        """The cluster's handshake, then ``READONLY`` when ``readonly``.
+
+        Returns:
+            ``(args, optional)`` pairs, as
+            :meth:`ConnectionSettings.handshake <geredis.settings.ConnectionSettings.handshake>`.
+        """
         steps = super().handshake()
         if self.readonly:
             steps.append((("READONLY",), False))
@@ -54,7 +64,17 @@ class NodeSettings(ConnectionSettings):
     @classmethod
     def for_node(cls, base: ConnectionSettings, host: str, port: int,
                  readonly: bool) -> "NodeSettings":  # fmt: skip
-        """``base`` (the cluster's settings) pointed at ``host:port``."""
+        """``base`` (the cluster's settings) pointed at ``host:port``.
+
+        Args:
+            base: the cluster client's settings.
+            host: the node's host.
+            port: the node's port.
+            readonly: send READONLY after the handshake.
+
+        Returns:
+            New settings for that node.
+        """
         values = {f.name: getattr(base, f.name) for f in dataclasses.fields(ConnectionSettings)}
         values.update(host=host, port=port)
         return cls(readonly=readonly, **values)
@@ -65,8 +85,13 @@ class NodeRedis(Redis):
 
     Args:
         settings: the node's settings (``NodeSettings.for_node``).
-        parser, max_dedicated, dedicated_timeout, pipeline_threshold: as for
-            ``geredis.Redis``, taken from the cluster client.
+        parser: as for ``geredis.Redis``, taken from the cluster client.
+        max_dedicated: as for ``geredis.Redis``, taken from the cluster
+            client.
+        dedicated_timeout: as for ``geredis.Redis``, taken from the cluster
+            client.
+        pipeline_threshold: as for ``geredis.Redis``, taken from the cluster
+            client (None: the default).
     """
 
     def __init__(self, settings: NodeSettings, *, parser: str = "auto",

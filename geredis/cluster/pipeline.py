@@ -75,7 +75,12 @@ class SlotPipeline(Pipeline):
 
 
 class ClusterPipeline(redis.cluster.ClusterPipeline):  # type: ignore[misc]
-    """``rc.pipeline(transaction=False)``; see the module comment."""
+    """``rc.pipeline(transaction=False)``; see the module comment.
+
+    Args:
+        cluster: the cluster client the commands run on.
+        transaction: MULTI/EXEC, every key in one slot.
+    """
 
     def __init__(self, cluster: "RedisCluster", transaction: bool = False) -> None:
         self._cluster = cluster
@@ -119,7 +124,21 @@ class ClusterPipeline(redis.cluster.ClusterPipeline):  # type: ignore[misc]
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         """Queue a command (or, while WATCHing before ``multi()``, run it now
-        on the WATCHed node)."""
+        on the WATCHed node).
+
+        Args:
+            *args: the command and its arguments.
+            **options: redis-py's per-command options.
+
+        Returns:
+            The pipeline (to chain calls), or the command's result when it
+            ran at once.
+
+        Raises:
+            redis.CrossSlotTransactionError: in a transaction, a key of
+                another slot than the ones before.
+            redis.WatchError: while WATCHing, the slot moved to another node.
+        """
         if not self._is_transaction:
             self.command_stack.append((args, options))
             return self
@@ -148,7 +167,21 @@ class ClusterPipeline(redis.cluster.ClusterPipeline):  # type: ignore[misc]
 
     def watch(self, *names: Any) -> bool:  # type: ignore[override]
         """WATCH ``names`` (all in one slot) on a dedicated connection of the
-        slot's node, kept until ``execute()`` or ``reset()``."""
+        slot's node, kept until ``execute()`` or ``reset()``.
+
+        Args:
+            *names: the keys, all in one slot (and the slot of any command
+                queued before).
+
+        Returns:
+            True once watched.
+
+        Raises:
+            redis.RedisClusterException: not a transactional pipeline, or
+                still redirected after ``max_redirections``.
+            redis.CrossSlotTransactionError: keys of several slots.
+            redis.RedisError: called after ``multi()``.
+        """
         if not self._is_transaction:
             raise RedisClusterException(
                 "method watch() is not supported outside of transactional context")
@@ -173,6 +206,14 @@ class ClusterPipeline(redis.cluster.ClusterPipeline):  # type: ignore[misc]
         raise RedisClusterException(f"WATCH kept being redirected ({slot})")
 
     def unwatch(self) -> bool:  # type: ignore[override]
+        """UNWATCH the keys :meth:`watch` watched.
+
+        Returns:
+            True.
+
+        Raises:
+            redis.RedisClusterException: not a transactional pipeline.
+        """
         if not self._is_transaction:
             raise RedisClusterException(
                 "method unwatch() is not supported outside of transactional context")
@@ -182,6 +223,13 @@ class ClusterPipeline(redis.cluster.ClusterPipeline):  # type: ignore[misc]
         return True
 
     def multi(self) -> None:
+        """Start queueing the transaction's commands (after :meth:`watch`).
+
+        Raises:
+            redis.RedisClusterException: not a transactional pipeline.
+            redis.RedisError: called twice, or after commands were queued
+                without a WATCH.
+        """
         if not self._is_transaction:
             raise RedisClusterException(
                 "method multi() is not supported outside of transactional context")
@@ -192,6 +240,8 @@ class ClusterPipeline(redis.cluster.ClusterPipeline):  # type: ignore[misc]
         self.explicit_transaction = True
 
     def reset(self) -> None:  # type: ignore[override]
+        """Forget the queued commands, UNWATCH, and give back the dedicated
+        connection a WATCH held; the pipeline can be used again."""
         self.command_stack = []
         self._slots = set()
         self.watching = False
@@ -201,27 +251,82 @@ class ClusterPipeline(redis.cluster.ClusterPipeline):  # type: ignore[misc]
             watched.reset()
 
     def discard(self) -> None:
+        """As :meth:`reset` (redis-py's name for it in a transaction)."""
         self.reset()
 
     def delete(self, *names: Any) -> Any:
+        """Queue ``DEL``.
+
+        Args:
+            *names: the keys; one outside a transaction, as redis-py.
+
+        Returns:
+            The pipeline.
+
+        Raises:
+            redis.RedisClusterException: several keys outside a transaction.
+        """
         if not self._is_transaction and len(names) != 1:
             raise RedisClusterException(
                 "deleting multiple keys is not implemented in pipeline command")
         return self.execute_command("DEL", *names)
 
     def unlink(self, *names: Any) -> Any:
+        """Queue ``UNLINK``.
+
+        Args:
+            *names: the keys; one outside a transaction, as redis-py.
+
+        Returns:
+            The pipeline.
+
+        Raises:
+            redis.RedisClusterException: several keys outside a transaction.
+        """
         if not self._is_transaction and len(names) != 1:
             raise RedisClusterException(
                 "unlinking multiple keys is not implemented in pipeline command")
         return self.execute_command("UNLINK", *names)
 
     def exists(self, *keys: Any) -> Any:
+        """Queue ``EXISTS``.
+
+        Args:
+            *keys: the keys.
+
+        Returns:
+            The pipeline.
+        """
         return self.execute_command("EXISTS", *keys)
 
     # -- execute -------------------------------------------------------------------
 
     def execute(self, raise_on_error: bool = True) -> List[Any]:
-        """Run the queued commands; their results in order."""
+        """Run the queued commands; their results in order.
+
+        Without a transaction the commands are grouped per node and sent to
+        every node at once, each redirected command followed on its own.
+        The pipeline is reset afterwards, whatever happens.
+
+        Args:
+            raise_on_error: raise the first error reply (annotated with the
+                command's position); False leaves error replies in the list.
+
+        Returns:
+            One result per queued command, in order.
+
+        Raises:
+            redis.ResponseError: a command's error reply, with
+                ``raise_on_error``.
+            redis.ConnectionError: a node's connection broke under a
+                command that was not safe to send again.
+            redis.WatchError: a watched key changed (the transaction did
+                not run), or its slot moved.
+            redis.CrossSlotTransactionError: a transaction's keys span
+                several slots.
+            redis.RedisClusterException: a transaction with no key, or still
+                redirected after ``max_redirections``.
+        """
         if CLUSTER_PIPELINE.execute is not PLAIN_CLUSTER_EXECUTE and not self._in_trace:
             return traced_pipeline(  # type: ignore[no-any-return]
                 self, "execute", (raise_on_error,), {}, CLUSTER_PIPELINE)
@@ -252,6 +357,14 @@ class ClusterPipeline(redis.cluster.ClusterPipeline):  # type: ignore[misc]
         return results
 
     def annotate_exception(self, exception: BaseException, number: int, command: Any) -> None:
+        """Prefix an error's message with the command that caused it, as
+        redis-py does.
+
+        Args:
+            exception: the error reply.
+            number: the command's position in the pipeline, from 1.
+            command: the command's arguments.
+        """
         cmd = " ".join(map(str, command))
         msg = f"Command # {number} ({cmd}) of pipeline caused error: {exception.args[0]}"
         exception.args = (msg,) + exception.args[1:]

@@ -46,7 +46,15 @@ _NOT_SPLIT = frozenset(("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FC
 
 
 def tables(rc: "RedisCluster") -> Tuple[Dict[str, Any], Dict[Any, Callable[..., Any]]]:
-    """``(_command_flags_mapping, _policies_callback_mapping)`` for ``rc``."""
+    """``(_command_flags_mapping, _policies_callback_mapping)`` for ``rc``.
+
+    Args:
+        rc: the cluster client.
+
+    Returns:
+        redis-py's node flag -> request policy table, and request/response
+        policy -> the callable that picks the nodes or combines the replies.
+    """
     flags = {
         _C.RANDOM: RequestPolicy.DEFAULT_KEYLESS,
         _C.PRIMARIES: RequestPolicy.ALL_SHARDS,
@@ -72,7 +80,14 @@ def tables(rc: "RedisCluster") -> Tuple[Dict[str, Any], Dict[Any, Callable[..., 
 
 
 def cluster_callbacks(settings: ConnectionSettings) -> CaseInsensitiveDict:
-    """redis-py's cluster-level response callbacks for these settings."""
+    """redis-py's cluster-level response callbacks for these settings.
+
+    Args:
+        settings: the cluster client's settings (protocol and reply shapes).
+
+    Returns:
+        A new callback table.
+    """
     callbacks = dict(_C.CLUSTER_COMMANDS_RESPONSE_CALLBACKS)
     if not settings.legacy_responses:
         callbacks["CLUSTER SHARDS"] = parse_cluster_shards_unified
@@ -84,7 +99,15 @@ def cluster_callbacks(settings: ConnectionSettings) -> CaseInsensitiveDict:
 def single_key_commands(commands: Dict[str, Any], command_flags: Dict[str, Any]) -> FrozenSet[str]:
     """Commands whose one key is their first argument (the fast path),
     from a parsed ``COMMAND`` reply; never one with a route, a flag or keys
-    found another way."""
+    found another way.
+
+    Args:
+        commands: redis-py's parsed ``COMMAND`` reply (name -> info).
+        command_flags: redis-py's command -> node flag table.
+
+    Returns:
+        The upper-case names.
+    """
     names = set()
     for name, info in commands.items():
         flags = info.get("flags") or ()
@@ -97,7 +120,19 @@ def single_key_commands(commands: Dict[str, Any], command_flags: Dict[str, Any])
 
 def slot_of(rc: "RedisCluster", command: str, args: Tuple[Any, ...]) -> int:
     """The one slot of a keyed command (redis-py's ``determine_slot``, with
-    its errors for keys in several slots or no key)."""
+    its errors for keys in several slots or no key).
+
+    Args:
+        rc: the cluster client.
+        command: the command's upper-case name.
+        args: the command and its arguments.
+
+    Returns:
+        The hash slot.
+
+    Raises:
+        redis.RedisClusterException: keys in several slots, or no key.
+    """
     if command in rc._single_key and len(args) > 1:
         return int(rc.keyslot(args[1]))
     slot = rc.determine_slot(*args)
@@ -110,7 +145,21 @@ def targets(rc: "RedisCluster", command: str, args: Tuple[Any, ...],
             target: Any) -> Tuple[Optional[List[ClusterNode]], CommandPolicies]:  # fmt: skip
     """Where a command goes, by redis-py's rules: ``(nodes, policies)``, or
     ``(None, ...)`` when it goes by its keys' slot. A node flag given as
-    ``target_nodes`` wins over the command's own flag."""
+    ``target_nodes`` wins over the command's own flag.
+
+    Args:
+        rc: the cluster client.
+        command: the command's upper-case name.
+        args: the command and its arguments.
+        target: ``target_nodes`` as given: a node, a list of nodes, a node
+            flag, or None.
+
+    Returns:
+        ``(nodes, policies)``; ``nodes`` is None for a keyed command.
+
+    Raises:
+        redis.RedisClusterException: no node found for the command.
+    """
     if target is not None and not rc._is_nodes_flag(target):
         return list(rc._parse_target_nodes(target)), CommandPolicies()
     policies = rc._policy_resolver.resolve(command.lower())

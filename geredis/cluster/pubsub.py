@@ -54,7 +54,21 @@ _SHARD = 2
 class ClusterPubSub(PubSub):
     """``rc.pubsub(node=None, host=None, port=None, **kwargs)``: geredis's
     ``PubSub`` API (handlers, ``get_message``, ``listen``, ``run_in_thread``)
-    over a cluster; see the module comment."""
+    over a cluster; see the module comment.
+
+    Args:
+        cluster: the cluster client.
+        node: the node for channels and patterns (default: the cluster's
+            default node).
+        host: that node's host, with ``port`` (instead of ``node``).
+        port: that node's port.
+        **kwargs: :class:`geredis.pubsub.PubSub`'s options (handlers' error
+            hook, ``on_reconnect``, ``max_queued``...).
+
+    Raises:
+        redis.RedisClusterException: only one of ``host`` and ``port``, or
+            no such node in the cluster.
+    """
 
     def __init__(self, cluster: "RedisCluster", node: Optional[ClusterNode] = None,
                  host: Optional[str] = None, port: Optional[int] = None,
@@ -91,13 +105,19 @@ class ClusterPubSub(PubSub):
                 f" shard_nodes={len(self._shards)} dropped={self.dropped}>")  # fmt: skip
 
     def get_pubsub_node(self) -> ClusterNode:
-        """The node of the channel and pattern subscriptions."""
+        """The node of the channel and pattern subscriptions.
+
+        Returns:
+            That node.
+        """
         return self.node
 
     # -- state over every subscriber ------------------------------------------------
 
     @property
     def shard_channels(self) -> Dict[Any, Any]:
+        """Subscribed shard channels and their handlers, over every node (and
+        those being moved to another node)."""
         merged: Dict[Any, Any] = {}
         for sub in self._shards.values():
             merged.update(sub.tables[_SHARD])
@@ -106,18 +126,34 @@ class ClusterPubSub(PubSub):
 
     @property
     def subscribed(self) -> bool:
+        """True while anything is subscribed, on any node."""
         return self._subscriber.subscribed or bool(self._dropped) or any(
             sub.subscribed for sub in self._shards.values())
 
     @property
     def reconnects(self) -> int:
+        """Reconnects of every subscriber connection, summed."""
         return self._subscriber.reconnects + sum(s.reconnects for s in self._shards.values())
 
     # -- shard channels -------------------------------------------------------------
 
     def ssubscribe(self, *args: Any, target_node: Any = None, **kwargs: Any) -> None:
         """Subscribe to shard channels, each at its slot's primary; returns
-        once every node confirmed."""
+        once every node confirmed.
+
+        Args:
+            *args: shard channel names, or lists of them.
+            target_node: accepted for redis-py's signature; unused (each
+                channel goes to its slot's primary).
+            **kwargs: ``channel=handler``.
+
+        Raises:
+            redis.RedisClusterException: a slot no node serves, or a
+                SSUBSCRIBE still redirected after ``max_redirections``.
+            redis.TimeoutError: a node did not confirm within
+                ``socket_timeout``.
+            redis.ConnectionError: a node's first connection failed.
+        """
         subscriptions = parse_pubsub_subscriptions(args, kwargs)
         by_node: Dict[str, Dict[Any, Any]] = {}
         for name, handler in subscriptions.items():
@@ -148,7 +184,17 @@ class ClusterPubSub(PubSub):
         raise RedisClusterException(f"SSUBSCRIBE {list(group)} kept being redirected")
 
     def sunsubscribe(self, *args: Any, target_node: Any = None) -> None:
-        """Unsubscribe from shard channels (all when none given)."""
+        """Unsubscribe from shard channels (all when none given), on every
+        node; returns once each confirmed.
+
+        Args:
+            *args: shard channel names, or one list of them.
+            target_node: accepted for redis-py's signature; unused.
+
+        Raises:
+            redis.TimeoutError: a node did not confirm within
+                ``socket_timeout``.
+        """
         names = list_or_args(args[0], args[1:]) if args else None
         normalize = self._subscriber.normalize
         wanted = None if names is None else {normalize(n) for n in names}

@@ -78,8 +78,9 @@ class Refresher:
         self.timeout = max(timeout or QUERY_TIMEOUT, QUERY_TIMEOUT)
         self.tls = tls
         self.interval = interval or 0
-        #: Rounds completed (successful or not), requests made.
+        #: Rounds completed (successful or not).
         self.rounds = 0
+        #: Requests made (:meth:`request` calls).
         self.requests = 0
         #: The last error a round ended with (None after a success).
         self.error: Optional[BaseException] = None
@@ -96,8 +97,13 @@ class Refresher:
     # -- asking ---------------------------------------------------------------
 
     def request(self) -> Event:
-        """Ask for a fresh map; the event is set once one has been read (or
-        a round failed: check ``error``)."""
+        """Ask for a fresh map, at most one round at a time: a request made
+        while a round reads shares the next one.
+
+        Returns:
+            An event set once a map has been read (or a round failed: check
+            ``error``).
+        """
         self.requests += 1
         if self._closed:
             done = Event()
@@ -116,8 +122,12 @@ class Refresher:
     def refresh(self, timeout: Optional[float] = None) -> None:
         """Read the map now and wait for it (at most ``timeout`` seconds).
 
+        Args:
+            timeout: the longest to wait (None: as long as the round takes).
+
         Raises:
-            RedisClusterException: no node answered with a usable map.
+            redis.RedisClusterException: no node answered with a usable map,
+                or none within ``timeout``.
         """
         if not self.request().wait(timeout):
             raise RedisClusterException(f"no slot map read within {timeout}s")

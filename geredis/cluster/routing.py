@@ -71,11 +71,14 @@ __all__ = [
     "follow_reply", "general", "on_moved", "pause", "slot_owner",
 ]  # fmt: skip
 
+#: A packed ``ASKING``, sent before a command an ASK redirected.
 ASKING = b"*1\r\n$6\r\nASKING\r\n"
+#: Replies that mean "not now": the command is sent again after a pause.
 RETRY_LATER = (TryAgainError, ClusterDownError, BusyLoadingError)
 #: Reply types that are not the answer: ``follow`` takes over.
 REPLY_TYPES = frozenset((MovedError, AskError, TryAgainError, ClusterDownError,
                           BusyLoadingError)) | frozenset(ClusterDownError.__subclasses__())
+#: Errors of a connection that broke or a reply that did not come in time.
 BROKEN = (ConnectionError, TimeoutError)
 
 
@@ -85,16 +88,36 @@ class Discard:
     __slots__ = ()
 
     def switch(self, reply: Any) -> None:
-        pass
+        """Take a reply and drop it.
+
+        Args:
+            reply: the reply.
+        """
 
     def throw(self, exc: BaseException) -> None:
-        pass
+        """Take a connection error and drop it (the command's own slot gets
+        one too).
+
+        Args:
+            exc: the error.
+        """
 
 
+#: The one :class:`Discard` slot.
 DISCARD = Discard()
 
 
 def read_node(rc: "RedisCluster", slot: int) -> ClusterNode:
+    """The node a read for ``slot`` goes to with replica reads on (redis-py's
+    load balancing).
+
+    Args:
+        rc: the cluster client.
+        slot: the hash slot.
+
+    Returns:
+        A primary or replica of the slot.
+    """
     return rc.nodes_manager.get_node_from_slot(  # type: ignore[no-any-return]
         slot, rc.read_from_replicas, rc.load_balancing_strategy)
 
@@ -107,7 +130,31 @@ def follow(rc: "RedisCluster", command: str, slot: int, packed: bytes, raw: bool
             outcome: Optional[Tuple[Any, bool]] = None) -> Any:  # fmt: skip
     """Send (again) until the cluster answers; return the reply (an error
     reply as a value), or raise the connection error that must not be
-    retried. See the module comment for each case."""
+    retried. See the module comment for each case.
+
+    Args:
+        rc: the cluster client.
+        command: the command's upper-case name.
+        slot: its hash slot.
+        packed: the command, packed.
+        raw: read the reply undecoded.
+        node: where to send it first (None: the slot's owner).
+        blocking: a blocking command (it goes on a dedicated connection).
+        args: the command's arguments (for retry and blocking decisions).
+        outcome: the first attempt's ``(reply, sent)``, when already made.
+
+    Returns:
+        The reply; an error reply (including ``TRYAGAIN``/``CLUSTERDOWN``
+        after the last pause) as a value.
+
+    Raises:
+        redis.ClusterError: more than ``max_redirections`` MOVED/ASK.
+        redis.TimeoutError: redirected past ``socket_timeout``.
+        redis.ConnectionError: the connection broke and the command may not
+            be sent again (``geredis.retry``), or no more attempts.
+        redis.SlotNotCoveredError: no node serves the slot, even after a
+            new map.
+    """
     deadline = None if rc._timeout is None else monotonic() + rc._timeout
     redirects = failures = 0
     asking = False
@@ -159,7 +206,15 @@ def follow(rc: "RedisCluster", command: str, slot: int, packed: bytes, raw: bool
 
 def follow_reply(rc: "RedisCluster", reply: Any) -> Optional[Tuple[ClusterNode, bool]]:
     """Count a reply that is not the answer (``rc.redirects``); for MOVED
-    (the slot patched) or ASK, return ``(node to send to, asking)``."""
+    (the slot patched) or ASK, return ``(node to send to, asking)``.
+
+    Args:
+        rc: the cluster client.
+        reply: a reply or error.
+
+    Returns:
+        ``(node, asking)`` for MOVED or ASK, else None.
+    """
     kind = type(reply)
     if kind in REPLY_TYPES or isinstance(reply, BROKEN):
         rc.redirects[kind.__name__] += 1
@@ -176,7 +231,18 @@ def follow_reply(rc: "RedisCluster", reply: Any) -> Optional[Tuple[ClusterNode, 
 def pause(rc: "RedisCluster", failures: int, deadline: Optional[float],
            cap: Optional[int]) -> bool:  # fmt: skip
     """Sleep before attempt ``failures + 1``; False when out of attempts
-    or time."""
+    or time.
+
+    Args:
+        rc: the cluster client.
+        failures: the attempts failed so far.
+        deadline: a ``time.monotonic()`` not to sleep past (None: none).
+        cap: the most failures allowed (None: the retry policy decides).
+
+    Returns:
+        True after sleeping (the backoff, cut at the deadline); False
+        without sleeping when out of attempts or time.
+    """
     if cap is not None and failures > cap:
         return False
     delay = rc._retry.delay(failures)
@@ -192,7 +258,21 @@ def pause(rc: "RedisCluster", failures: int, deadline: Optional[float],
 def slot_owner(rc: "RedisCluster", slot: int, command: str,
            deadline: Optional[float]) -> ClusterNode:  # fmt: skip
     """The node to send a command for ``slot`` to; waits for a new map
-    (within the deadline) when no node serves the slot."""
+    (within the deadline) when no node serves the slot.
+
+    Args:
+        rc: the cluster client.
+        slot: the hash slot.
+        command: the command's upper-case name (reads may go to replicas).
+        deadline: a ``time.monotonic()`` not to wait past (None: none).
+
+    Returns:
+        The slot's primary, or a replica for a read with replica reads on.
+
+    Raises:
+        redis.SlotNotCoveredError: no node serves the slot, even after a
+            new map.
+    """
     for _ in range(2):
         nodes = rc.nodes_manager.slots_cache.get(slot)
         if nodes:
@@ -206,7 +286,12 @@ def slot_owner(rc: "RedisCluster", slot: int, command: str,
 
 def on_moved(rc: "RedisCluster", error: MovedError) -> None:
     """Patch the slot; ask for a new map unless ours already agreed (the
-    command was sent before an earlier patch or refresh)."""
+    command was sent before an earlier patch or refresh).
+
+    Args:
+        rc: the cluster client.
+        error: the MOVED reply.
+    """
     manager = rc.nodes_manager
     host, port = manager.remap_host_port(error.host, error.port)
     nodes = manager.slots_cache.get(error.slot_id)
@@ -222,7 +307,22 @@ def attempt(rc: "RedisCluster", node: ClusterNode, packed: bytes, raw: bool,
              args: Tuple[Any, ...]) -> Tuple[Any, bool]:  # fmt: skip
     """Send once to ``node``; ``(reply or error, whether it may have been
     sent)``. Error replies are values; a broken connection or a timeout
-    is returned too, never raised."""
+    is returned too, never raised.
+
+    Args:
+        rc: the cluster client.
+        node: where to send it.
+        packed: the command, packed.
+        raw: read the reply undecoded.
+        asking: send ``ASKING`` first (after an ASK).
+        blocking: use a dedicated connection of the node.
+        command: the command's upper-case name.
+        args: the command's arguments.
+
+    Returns:
+        ``(reply or error, sent)``: ``sent`` is False when the command
+        surely never left.
+    """
     owner = node.redis_connection
     if owner is None:
         owner = node.redis_connection = rc.nodes_manager.create_redis_node(
@@ -247,8 +347,21 @@ def attempt(rc: "RedisCluster", node: ClusterNode, packed: bytes, raw: bool,
 def attempt_dedicated(rc: "RedisCluster", owner: Any, packed: bytes, raw: bool,
                        asking: bool, command: str,
                        args: Tuple[Any, ...]) -> Tuple[Any, bool]:  # fmt: skip
-    # A blocking command: a dedicated connection of the node, aborted if
-    # the caller gives up before the reply (single-node rule).
+    """:func:`attempt` for a blocking command: on a dedicated connection of
+    the node, aborted if the caller gives up before the reply.
+
+    Args:
+        rc: the cluster client.
+        owner: the node's client.
+        packed: the command, packed.
+        raw: read the reply undecoded.
+        asking: send ``ASKING`` first.
+        command: the command's upper-case name (for its blocking time).
+        args: the command's arguments.
+
+    Returns:
+        ``(reply or error, sent)``, as :func:`attempt`.
+    """
     bound = wait_bound(block_seconds(command, args), rc._timeout)
     try:
         conn = owner._dedicated.acquire()
@@ -269,6 +382,24 @@ def attempt_dedicated(rc: "RedisCluster", owner: Any, packed: bytes, raw: bool,
 
 def general(rc: "RedisCluster", command: str, args: Tuple[Any, ...],
              options: Dict[str, Any]) -> Any:  # fmt: skip
+    """A command that is not "one key, first argument": keyed by redis-py's
+    rules, sent to ``target_nodes``, or to the nodes its policy names.
+
+    Args:
+        rc: the cluster client.
+        command: the command's upper-case name.
+        args: the command and its arguments.
+        options: redis-py's options (``target_nodes`` is taken out).
+
+    Returns:
+        The result, combined over the nodes as redis-py does.
+
+    Raises:
+        redis.RedisClusterException: the command cannot be routed (no key,
+            no policy): pass ``target_nodes=``.
+        redis.ConnectionError: a node's connection broke.
+        redis.ResponseError: a node's error reply, as redis-py raises it.
+    """
     target = options.pop("target_nodes", None) if options else None
     route = ROUTES.get(command)
     blocking = route is not None and route(rc, command, args)  # type: ignore[arg-type]
@@ -291,6 +422,21 @@ def general(rc: "RedisCluster", command: str, args: Tuple[Any, ...],
 
 def node_result(rc: "RedisCluster", command: str, reply: Any,
                  options: Dict[str, Any]) -> Any:  # fmt: skip
+    """One node's reply through the response callback, then the cluster
+    callback.
+
+    Args:
+        rc: the cluster client.
+        command: the command's upper-case name.
+        reply: the node's raw reply.
+        options: the command's options.
+
+    Returns:
+        The node's result.
+
+    Raises:
+        redis.ResponseError: ``reply`` is an error reply.
+    """
     result = finish_reply(rc.response_callbacks, command, reply, dict(options))
     callback = rc.cluster_response_callbacks.get(command)
     if callback is not None:
@@ -302,7 +448,27 @@ def node_result(rc: "RedisCluster", command: str, reply: Any,
 def on_nodes(rc: "RedisCluster", command: str, args: Tuple[Any, ...],
               options: Dict[str, Any], nodes: List[ClusterNode], policies: Any,
               may_retry: bool) -> Any:  # fmt: skip
-    """Send to every node at once; merge as redis-py does."""
+    """Send to every node at once; merge as redis-py does.
+
+    Args:
+        rc: the cluster client.
+        command: the command's upper-case name.
+        args: the command and its arguments.
+        options: redis-py's options.
+        nodes: the nodes to send to.
+        policies: redis-py's command policies (how replies combine).
+        may_retry: whether a single-node command may go to another node
+            after its connection broke (False with ``target_nodes``).
+
+    Returns:
+        The combined result.
+
+    Raises:
+        redis.ConnectionError: a node's connection broke and the command
+            was not retried.
+        redis.ResponseError: a node's error reply, as redis-py raises it.
+        geredis.ThreadAffinityError: called from another OS thread.
+    """
     if real_thread_id() != rc._owner_thread:
         check_thread(rc._owner_thread)
     packed = rc._packer.pack(args)

@@ -45,10 +45,14 @@ __all__ = ["NodeInfo", "NodesManager", "Shard", "parse_shards", "parse_slots"]
 class NodeInfo:
     """One node as the cluster describes it."""
 
+    #: The node's host (its endpoint, or the asked host when unknown).
     host: str
+    #: Its port (the TLS port over TLS).
     port: int
+    #: True for the shard's primary.
     primary: bool
     health: str = "online"  #: "online", "loading" or "fail"
+    #: The cluster's id of the node ("" when not reported).
     node_id: str = ""
 
 
@@ -56,7 +60,9 @@ class NodeInfo:
 class Shard:
     """Slot ranges (inclusive) and the nodes serving them."""
 
+    #: ``(first, last)`` slot ranges, inclusive.
     slots: List[Tuple[int, int]]
+    #: The nodes serving them, primary and replicas.
     nodes: List[NodeInfo]
 
 
@@ -72,7 +78,16 @@ def _as_dict(value: Any) -> Dict[str, Any]:
 
 
 def parse_shards(reply: Any, asked_host: str, tls: bool = False) -> List[Shard]:
-    """Shards from a raw ``CLUSTER SHARDS`` reply (see the module comment)."""
+    """Shards from a raw ``CLUSTER SHARDS`` reply (see the module comment).
+
+    Args:
+        reply: the raw reply (RESP2 arrays or RESP3 maps).
+        asked_host: the host that was asked, for nodes that report none.
+        tls: take each node's ``tls-port``.
+
+    Returns:
+        The shards.
+    """
     shards = []
     for raw in reply:
         fields = _as_dict(raw)
@@ -95,7 +110,15 @@ def parse_shards(reply: Any, asked_host: str, tls: bool = False) -> List[Shard]:
 
 
 def parse_slots(reply: Any, asked_host: str) -> List[Shard]:
-    """Shards from a raw ``CLUSTER SLOTS`` reply: one per slot range."""
+    """Shards from a raw ``CLUSTER SLOTS`` reply: one per slot range.
+
+    Args:
+        reply: the raw reply.
+        asked_host: the host that was asked, for nodes that report none.
+
+    Returns:
+        The shards.
+    """
     shards = []
     for entry in reply:
         nodes = []
@@ -158,16 +181,40 @@ class NodesManager(redis.cluster.NodesManager):  # type: ignore[misc]
     # -- connections ----------------------------------------------------------
 
     def create_redis_node(self, host: str, port: int, **kwargs: Any) -> Any:
+        """A new client for one node (redis-py's hook).
+
+        Args:
+            host: the node's host.
+            port: the node's port.
+            **kwargs: ignored (redis-py's connection kwargs; the cluster
+                client's settings apply).
+
+        Returns:
+            The node's :class:`~geredis.cluster.nodes.NodeRedis`.
+        """
         return self._make_connection(host, port)
 
     def create_redis_connections(self, nodes: Iterable[ClusterNode]) -> None:
+        """Give each node without one its client (redis-py's hook).
+
+        Args:
+            nodes: the nodes.
+        """
         for node in nodes:
             if node.redis_connection is None:
                 node.redis_connection = self._make_connection(node.host, node.port)
 
     def node_for(self, host: str, port: int) -> ClusterNode:
         """The node at ``host:port`` (after ``address_remap``), created and
-        added to ``nodes_cache`` when unknown (an ASK or MOVED target)."""
+        added to ``nodes_cache`` when unknown (an ASK or MOVED target).
+
+        Args:
+            host: the host, as the cluster named it.
+            port: the port.
+
+        Returns:
+            The node, with its client.
+        """
         host, port = self.remap_host_port(host, port)
         name = f"{host}:{port}"
         node = self.nodes_cache.get(name) or self.startup_nodes.get(name)
@@ -178,7 +225,11 @@ class NodesManager(redis.cluster.NodesManager):  # type: ignore[misc]
         return node
 
     def known_nodes(self) -> List[ClusterNode]:
-        """Every node a map may be read from: discovered and startup nodes."""
+        """Every node a map may be read from: discovered and startup nodes.
+
+        Returns:
+            The nodes, each once.
+        """
         seen = dict(self.startup_nodes)
         seen.update(self.nodes_cache)
         return list(seen.values())
@@ -187,7 +238,11 @@ class NodesManager(redis.cluster.NodesManager):  # type: ignore[misc]
 
     def move_slot(self, e: Any) -> None:
         """A MOVED reply: point its slot at the new owner now (redis-py's
-        rule), and tell the listeners."""
+        rule), and tell the listeners.
+
+        Args:
+            e: the ``redis.MovedError``.
+        """
         if e.slot_id not in self.slots_cache:
             node = self.node_for(e.host, e.port)
             self.slots_cache[e.slot_id] = [node]
@@ -203,9 +258,18 @@ class NodesManager(redis.cluster.NodesManager):  # type: ignore[misc]
     def apply(self, shards: List[Shard]) -> List[ClusterNode]:
         """Install the map ``shards`` describe; return the nodes that left.
 
+        Args:
+            shards: the map, as :func:`parse_shards` or :func:`parse_slots`
+                read it.
+
+        Returns:
+            The nodes no longer in the map (their connections are the
+            caller's to close).
+
         Raises:
-            RedisClusterException: the map leaves slots unserved while
-                ``require_full_coverage`` is set (nothing is changed then).
+            redis.RedisClusterException: the map leaves slots unserved while
+                ``require_full_coverage`` is set, or describes no node
+                (nothing is changed then).
         """
         old = dict(self.nodes_cache)
         old.update(self.startup_nodes)
@@ -265,6 +329,16 @@ class NodesManager(redis.cluster.NodesManager):  # type: ignore[misc]
             callback()
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:
+        """Refused: redis-py's own map reading is replaced by
+        ``RedisCluster.refresh()``.
+
+        Args:
+            *args: ignored.
+            **kwargs: ignored.
+
+        Raises:
+            NotImplementedError: always.
+        """
         raise NotImplementedError("geredis reads the slot map with RedisCluster.refresh()")
 
     def close(self) -> None:

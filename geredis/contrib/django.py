@@ -37,7 +37,20 @@ __all__ = ["RedisCache", "RedisCacheClient"]
 
 
 class RedisCacheClient(django_redis_backend.RedisCacheClient):  # type: ignore[misc]
-    """Django's ``RedisCacheClient`` with geredis clients (one per server)."""
+    """Django's ``RedisCacheClient`` with geredis clients (one per server).
+
+    Args:
+        servers: the server URLs (``LOCATION``); the first takes the writes.
+        serializer: as in Django (``OPTIONS["serializer"]``).
+        pool_class: refused: redis-py machinery.
+        parser_class: refused: redis-py machinery (``"parser"`` picks
+            geredis's parser).
+        **options: ``geredis.Redis`` arguments, for every server's client.
+
+    Raises:
+        django.core.exceptions.ImproperlyConfigured: ``pool_class`` or
+            ``parser_class`` was given.
+    """
 
     def __init__(self, servers: Any, serializer: Any = None, pool_class: Any = None,
                  parser_class: Any = None, **options: Any) -> None:
@@ -52,7 +65,20 @@ class RedisCacheClient(django_redis_backend.RedisCacheClient):  # type: ignore[m
         self._clients: Dict[int, Redis] = {}
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Redis:
-        """The geredis client of the server Django picked for ``key``."""
+        """The geredis client of the server Django picked for ``key``.
+
+        Args:
+            key: the cache key (Django does not use it to pick).
+            write: pick the server that takes writes (the first one); reads
+                go to any.
+
+        Returns:
+            That server's ``geredis.Redis``, made on first use and kept.
+
+        Raises:
+            ValueError: the server's URL or an option cannot be read.
+            TypeError: an option ``geredis.Redis`` does not take.
+        """
         index = self._get_connection_pool_index(write)
         client = self._clients.get(index)
         if client is None:
@@ -62,7 +88,13 @@ class RedisCacheClient(django_redis_backend.RedisCacheClient):  # type: ignore[m
 
 
 class RedisCache(django_redis_backend.RedisCache):  # type: ignore[misc]
-    """Django's Redis cache backend, on geredis. See the module comment."""
+    """Django's Redis cache backend, on geredis. See the module comment.
+
+    Args:
+        server: ``LOCATION``: a URL, several joined by ``,``, or a list.
+        params: the rest of the cache's settings (``OPTIONS``, ``TIMEOUT``,
+            ``KEY_PREFIX``...).
+    """
 
     def __init__(self, server: Any, params: Dict[str, Any]) -> None:
         super().__init__(server, params)

@@ -35,7 +35,28 @@ class RedisCache(rediscache.RedisCache):  # type: ignore[misc]
     @classmethod
     def factory(cls, app: Any, config: Dict[str, Any], args: List[Any],
                 kwargs: Dict[str, Any]) -> "RedisCache":
-        """Build the backend from Flask-Caching's ``CACHE_*`` configuration."""
+        """Build the backend from Flask-Caching's ``CACHE_*`` configuration.
+
+        ``CACHE_REDIS_URL`` (with ``CACHE_REDIS_DB`` as the default
+        database), or ``CACHE_REDIS_HOST``/``PORT``/``DB``/``PASSWORD``;
+        ``CACHE_OPTIONS`` are ``geredis.Redis`` arguments; ``CACHE_KEY_PREFIX``
+        the key prefix.
+
+        Args:
+            app: the Flask app.
+            config: the app's configuration.
+            args: positional arguments for the backend (Flask-Caching's
+                ``CACHE_ARGS``).
+            kwargs: keyword arguments for the backend (``CACHE_OPTIONS``
+                among them; those are given to the client instead).
+
+        Returns:
+            The backend, its client a ``geredis.Redis``.
+
+        Raises:
+            ValueError: the URL or an option cannot be read.
+            TypeError: an option ``geredis.Redis`` does not take.
+        """
         options = dict(config.get("CACHE_OPTIONS") or {})
         kwargs = {k: v for k, v in kwargs.items() if k not in options}
         url = config.get("CACHE_REDIS_URL")

@@ -36,23 +36,32 @@ def _on_geredis(base: type, doc: str, **attributes: Any) -> Any:
     return type(base.__name__, (base,), {"__doc__": doc, "__module__": __name__, **attributes})
 
 
+#: huey's ``RedisStorage`` with ``redis_client = geredis.Redis``.
 RedisStorage = _on_geredis(storage.RedisStorage, "huey's RedisStorage on geredis.",
                            redis_client=Redis)
+#: huey's ``RedisExpireStorage`` (results expire) with ``redis_client = geredis.Redis``.
 RedisExpireStorage = _on_geredis(
     storage.RedisExpireStorage, "huey's RedisExpireStorage (results expire) on geredis.",
     redis_client=Redis)
+#: huey's ``PriorityRedisStorage`` with ``redis_client = geredis.Redis``.
 PriorityRedisStorage = _on_geredis(storage.PriorityRedisStorage,
                                    "huey's PriorityRedisStorage on geredis.", redis_client=Redis)
+#: huey's ``PriorityRedisExpireStorage`` with ``redis_client = geredis.Redis``.
 PriorityRedisExpireStorage = _on_geredis(
     storage.PriorityRedisExpireStorage, "huey's PriorityRedisExpireStorage on geredis.",
     redis_client=Redis)
 
+#: huey's ``RedisHuey`` on :data:`RedisStorage`: ``RedisHuey(name, url=..., **huey_options)``
+#: (or ``host=``/``port=``/``db=``, or ``connection_pool=``).
 RedisHuey = _on_geredis(api.RedisHuey, "huey's RedisHuey on geredis.",
                         storage_class=RedisStorage)
+#: huey's ``RedisExpireHuey`` on :data:`RedisExpireStorage`.
 RedisExpireHuey = _on_geredis(api.RedisExpireHuey, "huey's RedisExpireHuey on geredis.",
                               storage_class=RedisExpireStorage)
+#: huey's ``PriorityRedisHuey`` on :data:`PriorityRedisStorage`.
 PriorityRedisHuey = _on_geredis(api.PriorityRedisHuey, "huey's PriorityRedisHuey on geredis.",
                                 storage_class=PriorityRedisStorage)
+#: huey's ``PriorityRedisExpireHuey`` on :data:`PriorityRedisExpireStorage`.
 PriorityRedisExpireHuey = _on_geredis(
     api.PriorityRedisExpireHuey, "huey's PriorityRedisExpireHuey on geredis.",
     storage_class=PriorityRedisExpireStorage)

@@ -42,8 +42,16 @@ class GeredisStorage(RedisStorage):  # type: ignore[misc]
             ``geredis+unix:///path/to.sock``.
         connection_pool: optional redis-py (or geredis) pool to read the
             settings from instead of the URI.
-        key_prefix, wrap_exceptions: as for limits' ``RedisStorage``.
-        options: ``geredis.Redis`` arguments.
+        key_prefix: the prefix of every key limits writes, as for limits'
+            ``RedisStorage``.
+        wrap_exceptions: raise limits' ``StorageError`` for the client's
+            errors, as for limits' ``RedisStorage``.
+        **options: ``geredis.Redis`` arguments.
+
+    Raises:
+        ValueError: the URI's scheme is not ``geredis``, ``gerediss`` or
+            ``geredis+unix``, or the URI or an option cannot be read.
+        TypeError: an option ``geredis.Redis`` does not take.
     """
 
     STORAGE_SCHEME = list(_SCHEMES)

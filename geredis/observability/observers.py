@@ -51,12 +51,33 @@ class Observer:
     def command(self, client: Any, args: Tuple[Any, ...], seconds: float,
                 error: Optional[BaseException]) -> None:
         """One command finished after ``seconds``; ``error`` is what it
-        raised (an error reply, a timeout, a connection error), else None."""
+        raised (an error reply, a timeout, a connection error), else None.
+
+        Called in the caller's greenlet once the result is known; an
+        exception raised here is logged and ignored.
+
+        Args:
+            client: the client that ran it.
+            args: the command's arguments, name first.
+            seconds: how long the caller waited.
+            error: what it raised, or None.
+        """
 
     def pipeline(self, client: Any, operation: str, commands: Sequence[Tuple[Any, ...]],
                  seconds: float, error: Optional[BaseException]) -> None:
         """A pipeline (``operation="PIPELINE"``) or transaction (``"MULTI"``)
-        finished; ``commands`` holds each queued command's arguments."""
+        finished; ``commands`` holds each queued command's arguments.
+
+        Called in the caller's greenlet; an exception raised here is logged
+        and ignored.
+
+        Args:
+            client: the client that ran it.
+            operation: ``"PIPELINE"`` or ``"MULTI"``.
+            commands: each queued command's arguments.
+            seconds: how long the caller waited.
+            error: what it raised, or None.
+        """
 
 
 def notify_command(client: Any, args: Tuple[Any, ...], seconds: float,

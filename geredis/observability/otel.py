@@ -42,18 +42,30 @@ from .stats import ClientStats, Stats, live_stats, snapshot
 
 __all__ = ["Metrics"]
 
-#: redis-py 8's default buckets for db.client.operation.duration and for the others.
+#: redis-py 8's default buckets (seconds) for ``db.client.operation.duration``.
 DURATION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                     0.1, 0.25, 0.5, 1, 2.5)
+#: redis-py 8's default buckets for the other durations (connection create time).
 SECONDS_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10)
+#: Buckets for ``geredis.client.batch.size``: commands per write.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+#: The ``redis.client.library`` attribute of every metric.
 LIBRARY = f"geredis:v{__about__.__version__}"
 _ATTR_CACHE_MAX = 4096
-Key = Tuple[Any, Any, Any]  # (server, port, db)
+#: ``(server, port, db)``: whose metrics a set of attributes describes.
+Key = Tuple[Any, Any, Any]
 
 
 def base_attributes(key: Key) -> Dict[str, Any]:
-    """The attributes every geredis metric carries, for one server and database."""
+    """The attributes every geredis metric carries, for one server and database.
+
+    Args:
+        key: ``(server, port, db)``; ``port`` is None for a unix socket.
+
+    Returns:
+        A new dict: ``db.system``, ``redis.client.library``,
+        ``server.address``, ``db.namespace`` and ``server.port``.
+    """
     server, port, db = key
     attrs: Dict[str, Any] = {"db.system": "redis", "redis.client.library": LIBRARY,
                              "server.address": server, "db.namespace": str(db)}
@@ -63,7 +75,15 @@ def base_attributes(key: Key) -> Dict[str, Any]:
 
 
 def error_category(name: str) -> str:
-    """redis-py's ``redis.client.errors.category`` for an error class name."""
+    """redis-py's ``redis.client.errors.category`` for an error class name.
+
+    Args:
+        name: the error's class name, such as ``"ConnectionError"``.
+
+    Returns:
+        The category (``"network"``, ``"tls"``, ``"auth"``, ``"server"``...),
+        ``"other"`` for a class redis-py does not classify.
+    """
     return ClientStats.categories.get(name, "other")
 
 
@@ -174,7 +194,12 @@ class Metrics(Observer):
 
     def add_source(self, client: Any, stats: Optional[ClientStats] = None) -> None:
         """Measure ``client`` (its counters ``stats``, by default
-        ``client._stats``) and record its histograms when on."""
+        ``client._stats``) and record its histograms when on.
+
+        Args:
+            client: a geredis client (held weakly).
+            stats: the counters to read (default: the client's own).
+        """
         if stats is None:
             stats = client._stats
         if self.closed:
@@ -256,6 +281,15 @@ class Metrics(Observer):
 
     def command(self, client: Any, args: Tuple[Any, ...], seconds: float,
                 error: Optional[BaseException]) -> None:
+        """Record ``db.client.operation.duration`` for one command (when
+        histograms are on and the command is not excluded).
+
+        Args:
+            client: the client that ran it.
+            args: the command's arguments, name first.
+            seconds: how long the caller waited.
+            error: what it raised, or None.
+        """
         if self.duration is None:
             return
         raw = args[0]
@@ -266,6 +300,16 @@ class Metrics(Observer):
 
     def pipeline(self, client: Any, operation: str, commands: Sequence[Tuple[Any, ...]],
                  seconds: float, error: Optional[BaseException]) -> None:
+        """Record ``db.client.operation.duration`` for one pipeline or
+        transaction, as one operation.
+
+        Args:
+            client: the client that ran it.
+            operation: ``"PIPELINE"`` or ``"MULTI"``.
+            commands: each queued command's arguments.
+            seconds: how long the caller waited.
+            error: what it raised, or None.
+        """
         if self.duration is None or operation in self._exclude:
             return
         self.duration.record(seconds, self._attributes(client, operation, error))

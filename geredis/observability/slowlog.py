@@ -81,6 +81,9 @@ class SlowLog(Observer):
         threshold: seconds; a command that took at least this long is logged.
         logger: where to log (default: the ``geredis.slow`` logger).
         level: the log level (default WARNING).
+
+    Raises:
+        ValueError: ``threshold`` is negative.
     """
 
     def __init__(self, threshold: float, logger: Optional[logging.Logger] = None,
@@ -96,6 +99,15 @@ class SlowLog(Observer):
 
     def command(self, client: Any, args: Tuple[Any, ...], seconds: float,
                 error: Optional[BaseException]) -> None:
+        """Log the command if it took at least ``threshold`` seconds: its
+        name, key count and time (never its values).
+
+        Args:
+            client: the client that ran it.
+            args: the command's arguments, name first.
+            seconds: how long the caller waited.
+            error: what it raised, or None.
+        """
         if seconds < self.threshold:
             return
         name = command_name(args[0])
@@ -108,6 +120,16 @@ class SlowLog(Observer):
 
     def pipeline(self, client: Any, operation: str, commands: Sequence[Tuple[Any, ...]],
                  seconds: float, error: Optional[BaseException]) -> None:
+        """Log the pipeline or transaction if it took at least ``threshold``
+        seconds: its size and time.
+
+        Args:
+            client: the client that ran it.
+            operation: ``"PIPELINE"`` or ``"MULTI"``.
+            commands: each queued command's arguments.
+            seconds: how long the caller waited.
+            error: what it raised, or None.
+        """
         if seconds < self.threshold:
             return
         kind = "transaction" if operation == "MULTI" else "pipeline"

@@ -262,6 +262,7 @@ class Stats:
     #: Commands sent (or queued) on the client's connections, shared and
     #: dedicated: ``replies + failed + in_flight``; health-check PINGs count.
     commands: int
+    #: Replies received (late ones too).
     replies: int
     #: Commands failed without a reply because their connection broke.
     failed: int
@@ -269,39 +270,64 @@ class Stats:
     in_flight: int
     #: Gauge: 1 while the shared connection is open (or opening), else 0.
     connected: int
-    #: Errors by class name: error replies and errors raised to callers.
+    #: Errors by class name: error replies and errors raised to callers
+    #: (``{"ResponseError": 2, "TimeoutError": 1}``).
     errors: Dict[str, int]
-    #: Sends on the client's connections, and the commands they carried.
+    #: Sends on the client's connections (each one batch of commands).
     batches: int
+    #: Commands carried by those sends.
     batched: int
+    #: ``batched / batches``: how well auto-pipelining batches (0.0 before
+    #: the first send).
     mean_batch_size: float
+    #: Bytes written, after the handshake.
     bytes_sent: int
+    #: Bytes read, after the handshake.
     bytes_received: int
+    #: Connections opened, shared and dedicated (handshake done).
     connects: int
+    #: Shared connections opened to replace a broken one.
     reconnects: int
+    #: Callers that stopped waiting at ``socket_timeout``.
     timeouts: int
+    #: Replies that arrived after their caller left (dropped).
     late_replies: int
-    #: Gauges of the dedicated pool (blocking commands, WATCH, big pipelines).
+    #: Gauge: dedicated connections leased or held now (blocking commands,
+    #: WATCH, big pipelines, pinned clients, monitors).
     dedicated_in_use: int
+    #: Gauge: idle dedicated connections kept for reuse.
     dedicated_idle: int
+    #: Gauge: callers waiting for a dedicated connection.
     dedicated_waiting: int
+    #: The dedicated pool's bound (``max_dedicated``).
     dedicated_max: int
+    #: Dedicated connections leased.
     dedicated_leases: int
+    #: Leases that had to wait for a free permit.
     dedicated_waits: int
+    #: ``PoolExhaustedError``s raised.
     dedicated_exhausted: int
-    #: Pub/sub objects from ``r.pubsub()`` subscribed now and their queued
-    #: messages (gauges); messages received, dropped by the overflow policy,
-    #: and reconnects, over every pub/sub object the client made.
+    #: Gauge: pub/sub objects from ``r.pubsub()`` subscribed now.
     pubsub_subscribed: int
+    #: Gauge: messages waiting in those pub/sub objects' queues.
     pubsub_queued: int
+    #: Messages received, over every pub/sub object the client made.
     pubsub_received: int
+    #: Messages dropped by the overflow policy, over every pub/sub object.
     pubsub_dropped: int
+    #: Pub/sub reconnects, over every pub/sub object.
     pubsub_reconnects: int
+    #: Cluster redirections by kind (``{"MOVED": 1, "ASK": 0}``).
     redirections: Dict[str, int]
+    #: Moves of the primary a Sentinel client followed.
     failovers: int
+    #: Client-side cache hits.
     cache_hits: int
+    #: Client-side cache misses.
     cache_misses: int
+    #: Client-side cache entries evicted, by reason.
     cache_evictions: Dict[str, int]
+    #: Your own counters (``ClientStats.count(name)``).
     extra: Dict[str, int]
 
     def as_dict(self) -> Dict[str, Any]:

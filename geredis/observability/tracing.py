@@ -50,15 +50,23 @@ __all__ = [
     "REDIS", "REDIS_PIPELINE", "traced_command", "traced_pipeline",
 ]  # fmt: skip
 
-#: The classes instrumentation patches, and their methods as redis-py defines them.
+#: redis-py's client class, which instrumentation patches.
 REDIS = redis.Redis
+#: redis-py's pipeline class, which instrumentation patches.
 REDIS_PIPELINE = redis.client.Pipeline
+#: ``redis.Redis.execute_command`` as redis-py defines it (unpatched).
 PLAIN_EXECUTE_COMMAND = vars(REDIS)["execute_command"]
+#: ``redis.client.Pipeline.execute`` as redis-py defines it.
 PLAIN_EXECUTE = vars(REDIS_PIPELINE)["execute"]
+#: ``redis.client.Pipeline.immediate_execute_command`` as redis-py defines it.
 PLAIN_IMMEDIATE = vars(REDIS_PIPELINE)["immediate_execute_command"]
+#: redis-py's cluster client class, which instrumentation patches.
 CLUSTER = redis.cluster.RedisCluster
+#: redis-py's cluster pipeline class, which instrumentation patches.
 CLUSTER_PIPELINE = redis.cluster.ClusterPipeline
+#: ``redis.cluster.RedisCluster.execute_command`` as redis-py defines it.
 PLAIN_CLUSTER_EXECUTE_COMMAND = vars(CLUSTER)["execute_command"]
+#: ``redis.cluster.ClusterPipeline.execute`` as redis-py defines it.
 PLAIN_CLUSTER_EXECUTE = vars(CLUSTER_PIPELINE)["execute"]
 
 #: The option that marks a command coming back from redis-py's original

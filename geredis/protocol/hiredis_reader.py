@@ -58,6 +58,14 @@ class HiredisReader:
     checked; a map with a repeated key gets wrong values (``{a: 1, b: 2,
     a: 3}`` reads as ``{a: None, b: 3}``; servers never send one); push
     messages are ``hiredis.PushNotification``.
+
+    Args:
+        encoding: the codec that decodes strings, or None for ``bytes``.
+        errors: the codec's error handler.
+
+    Raises:
+        RuntimeError: hiredis is not installed.
+        LookupError: an unknown ``encoding`` or ``errors`` handler.
     """
 
     __slots__ = ("_reader", "_gets")
@@ -78,14 +86,38 @@ class HiredisReader:
 
     def feed(self, data: Union[bytes, bytearray, memoryview], offset: int = 0,
              length: int = -1) -> None:
-        """Append ``data[offset:offset+length]`` (hiredis copies it)."""
+        """Append ``data[offset:offset+length]`` (hiredis copies it).
+
+        Args:
+            data: the bytes received (``bytes``, ``bytearray`` or a
+                ``memoryview``), reusable by the caller as soon as this
+                returns.
+            offset: where in ``data`` the new bytes start.
+            length: how many bytes (-1: up to the end of ``data``).
+        """
         if length == -1:
             self._reader.feed(data, offset)
         else:
             self._reader.feed(data, offset, length)
 
     def gets(self, decode: bool = True) -> Any:
-        """Return the next complete reply, or :data:`NEED_DATA`."""
+        """Return the next complete reply, or :data:`NEED_DATA`.
+
+        Args:
+            decode: decode strings with the reader's ``encoding`` (when it
+                has one); False returns ``bytes`` for this one reply.
+
+        Returns:
+            The next reply (error replies as exception values built by
+            :func:`~geredis.exceptions.reply_error`, not raised), or
+            :data:`NEED_DATA` when more bytes are needed.
+
+        Raises:
+            geredis.ProtocolError: malformed input; the reader is dead
+                from then on (every later call raises it again).
+            UnicodeDecodeError: a string does not decode with ``encoding``
+                and ``errors="strict"``.
+        """
         try:
             return self._gets(decode)
         except (ProtocolError, UnicodeDecodeError):
@@ -113,6 +145,18 @@ def make_reader(*, encoding: Optional[str] = None, errors: str = "strict",
 
     ``"auto"`` picks hiredis when it is installed; asking for ``"hiredis"``
     without it raises ``ValueError``.
+
+    Args:
+        encoding: the codec that decodes strings, or None for ``bytes``.
+        errors: the codec's error handler.
+        parser: ``"auto"``, ``"hiredis"`` or ``"python"``.
+
+    Returns:
+        A :class:`HiredisReader` or a :class:`PythonReader`.
+
+    Raises:
+        ValueError: another ``parser``, or ``"hiredis"`` without hiredis.
+        LookupError: an unknown ``encoding`` or ``errors`` handler.
     """
     if parser == "auto":
         return Reader(encoding=encoding, errors=errors)

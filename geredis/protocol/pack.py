@@ -60,6 +60,13 @@ class Packer:
     """Packs commands for one connection's encoding settings.
 
     ``encoding`` and ``errors`` apply to ``str`` arguments only.
+
+    Args:
+        encoding: the codec for ``str`` arguments.
+        errors: the codec's error handler.
+
+    Raises:
+        LookupError: an unknown ``encoding`` or ``errors`` handler.
     """
 
     __slots__ = ("encoding", "errors", "_hiredis")
@@ -73,7 +80,24 @@ class Packer:
             _hiredis_pack if codec.name == "utf-8" and errors == "strict" else None)
 
     def pack(self, args: Sequence[Any]) -> bytes:
-        """One command (a tuple of arguments) as a RESP array."""
+        """One command (a tuple of arguments) as a RESP array.
+
+        A first argument with a space (``"CONFIG GET"``) is split into
+        words, as redis-py does.
+
+        Args:
+            args: the command name and its arguments: ``bytes``, ``str``,
+                ``int``, ``float``, ``bytearray`` or ``memoryview``.
+
+        Returns:
+            The RESP array of bulk strings.
+
+        Raises:
+            redis.DataError: an empty command, or an argument of another
+                type (``None``, ``bool``, a ``dict``...).
+            UnicodeEncodeError: a ``str`` that does not encode with
+                ``encoding`` and ``errors="strict"``.
+        """
         if type(args) is not tuple:
             args = tuple(args)
         try:
@@ -97,7 +121,17 @@ class Packer:
         return self._pack_python(args)
 
     def pack_commands(self, commands: Iterable[Sequence[Any]]) -> bytes:
-        """Several commands, packed one after another (for a pipeline)."""
+        """Several commands, packed one after another (for a pipeline).
+
+        Args:
+            commands: the commands, each as :meth:`pack` takes it.
+
+        Returns:
+            The packed commands, concatenated.
+
+        Raises:
+            redis.DataError: as for :meth:`pack`.
+        """
         return b"".join([self.pack(args) for args in commands])
 
     def _pack_python(self, args: Tuple[Any, ...]) -> bytes:

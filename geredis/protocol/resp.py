@@ -110,6 +110,13 @@ class PythonReader:
     as a map key becomes a tuple (hiredis raises ``TypeError``); blob errors
     (``!``) are supported; the CRLF after a bulk string is checked; nesting
     depth is unlimited (hiredis stops at 1024).
+
+    Args:
+        encoding: the codec that decodes strings, or None for ``bytes``.
+        errors: the codec's error handler.
+
+    Raises:
+        LookupError: an unknown ``encoding`` or ``errors`` handler.
     """
 
     __slots__ = ("_encoding", "_errors", "_buf", "_pos", "_stack", "_tail",
@@ -134,7 +141,15 @@ class PythonReader:
 
     def feed(self, data: Union[bytes, bytearray, memoryview], offset: int = 0,
              length: int = -1) -> None:
-        """Append ``data[offset:offset+length]`` (a copy) to the input."""
+        """Append ``data[offset:offset+length]`` (a copy) to the input.
+
+        Args:
+            data: the bytes received (``bytes``, ``bytearray`` or a
+                ``memoryview``), reusable by the caller as soon as this
+                returns.
+            offset: where in ``data`` the new bytes start.
+            length: how many bytes (-1: up to the end of ``data``).
+        """
         if offset or length != -1 or type(data) is not bytes:
             data = _copy_bytes(data, offset, length)
         if self._pos == len(self._buf):  # all consumed: drop it
@@ -160,7 +175,23 @@ class PythonReader:
             self._hold = self._slow = True
 
     def gets(self, decode: bool = True) -> Any:
-        """Return the next complete reply, or :data:`NEED_DATA`."""
+        """Return the next complete reply, or :data:`NEED_DATA`.
+
+        Args:
+            decode: decode strings with the reader's ``encoding`` (when it
+                has one); False returns ``bytes`` for this one reply.
+
+        Returns:
+            The next reply (error replies as exception values built by
+            :func:`~geredis.exceptions.reply_error`, not raised), or
+            :data:`NEED_DATA` when more bytes are needed.
+
+        Raises:
+            geredis.ProtocolError: malformed input; the reader is dead
+                from then on (every later call raises it again).
+            UnicodeDecodeError: a string does not decode with ``encoding``
+                and ``errors="strict"``.
+        """
         if not self._slow:  # fast path: a whole top-level "$", "+" or ":" reply
             buf = self._buf
             pos = self._pos

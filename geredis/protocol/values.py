@@ -47,11 +47,12 @@ class Push(list):  # type: ignore[type-arg]
         return f"Push({list.__repr__(self)})"
 
 
-MAX_ELEMENTS = (1 << 32) - 1  # the aggregate size hiredis accepts
+#: The largest aggregate size accepted (as hiredis).
+MAX_ELEMENTS = (1 << 32) - 1
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
-# Canonical spellings of small integers: one dict look-up parses and
-# validates the common lengths and integer replies.
+#: Canonical spellings of small integers (-1 to 1023): one dict look-up
+#: parses and validates the common lengths and integer replies.
 SMALL_INTS: Dict[bytes, int] = {b"%d" % i: i for i in range(-1, 1024)}
 
 _DOUBLE_RE = re.compile(rb"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
@@ -59,11 +60,19 @@ _BIGNUM_RE = re.compile(rb"-?[0-9]*")
 _SPECIAL_DOUBLES = {b"inf": float("inf"), b"-inf": float("-inf"),
                     b"nan": float("nan"), b"-nan": float("nan")}
 
+#: The RESP2/RESP3 type bytes a reply may start with.
 KNOWN_TYPES = frozenset(b"$=!*%~>|+-:,#_(")
 
 
 def parse_int(raw: bytes) -> Optional[int]:
-    """The value of a canonical decimal int64 (no sign, blank, leading 0)."""
+    """The value of a canonical decimal int64 (no ``+``, blank or leading 0).
+
+    Args:
+        raw: the digits, with an optional ``-``.
+
+    Returns:
+        The int, or None when ``raw`` is not canonical or out of range.
+    """
     value = SMALL_INTS.get(raw)
     if value is not None:
         return value
@@ -75,7 +84,17 @@ def parse_int(raw: bytes) -> Optional[int]:
 
 
 def parse_length(raw: bytes) -> int:
-    """A bulk string length: -1 (null) or more."""
+    """A bulk string length: -1 (null) or more.
+
+    Args:
+        raw: the length line, without its type byte and CRLF.
+
+    Returns:
+        The length.
+
+    Raises:
+        geredis.ProtocolError: not a canonical integer, or below -1.
+    """
     n = parse_int(raw)
     if n is None:
         raise ProtocolError(f"Bad bulk string length {raw[:40]!r}")
@@ -85,7 +104,18 @@ def parse_length(raw: bytes) -> int:
 
 
 def parse_count(raw: bytes) -> int:
-    """An aggregate's element count: -1 (null) or more."""
+    """An aggregate's element count: -1 (null) or more.
+
+    Args:
+        raw: the count line, without its type byte and CRLF.
+
+    Returns:
+        The count.
+
+    Raises:
+        geredis.ProtocolError: not a canonical integer, below -1, or above
+            :data:`MAX_ELEMENTS`.
+    """
     n = parse_int(raw)
     if n is None:
         raise ProtocolError(f"Bad aggregate length {raw[:40]!r}")
@@ -95,6 +125,17 @@ def parse_count(raw: bytes) -> int:
 
 
 def parse_integer(raw: bytes) -> int:
+    """An integer reply (``:``).
+
+    Args:
+        raw: the line, without its type byte and CRLF.
+
+    Returns:
+        The int64 value.
+
+    Raises:
+        geredis.ProtocolError: not a canonical int64.
+    """
     n = parse_int(raw)
     if n is None:
         raise ProtocolError(f"Bad integer value {raw[:40]!r}")
@@ -102,13 +143,34 @@ def parse_integer(raw: bytes) -> int:
 
 
 def verbatim_text(raw: bytes) -> bytes:
-    """The text of a verbatim string: "txt:" or another 3-letter format first."""
+    """The text of a verbatim string: "txt:" or another 3-letter format first.
+
+    Args:
+        raw: the verbatim string's payload.
+
+    Returns:
+        The text after the format prefix.
+
+    Raises:
+        geredis.ProtocolError: no 4-byte format prefix.
+    """
     if len(raw) < 4 or raw[3] != 58:
         raise ProtocolError("Verbatim string without its 4-byte format prefix")
     return raw[4:]
 
 
 def parse_double(raw: bytes) -> float:
+    """A double reply (``,``): a decimal, ``inf``, ``-inf`` or ``nan``.
+
+    Args:
+        raw: the line, without its type byte and CRLF.
+
+    Returns:
+        The float.
+
+    Raises:
+        geredis.ProtocolError: not a double, or out of a double's range.
+    """
     special = _SPECIAL_DOUBLES.get(raw.lower())
     if special is not None:
         return special
@@ -125,6 +187,17 @@ def parse_double(raw: bytes) -> float:
 
 
 def parse_bool(raw: bytes) -> bool:
+    """A boolean reply (``#``): ``t`` or ``f``.
+
+    Args:
+        raw: the line, without its type byte and CRLF.
+
+    Returns:
+        The bool.
+
+    Raises:
+        geredis.ProtocolError: anything else.
+    """
     if raw in (b"t", b"T"):
         return True
     if raw in (b"f", b"F"):
@@ -133,28 +206,65 @@ def parse_bool(raw: bytes) -> bool:
 
 
 def parse_null(raw: bytes) -> None:
+    """A null reply (``_``): an empty line.
+
+    Args:
+        raw: the line, without its type byte and CRLF.
+
+    Raises:
+        geredis.ProtocolError: the line is not empty.
+    """
     if raw:
         raise ProtocolError(f"Bad null value {raw[:40]!r}")
 
 
 def error_value(raw: bytes) -> Exception:
+    """The exception value for a blob error's payload (``!``).
+
+    Args:
+        raw: the error text (``ERR ...``, ``WRONGTYPE ...``).
+
+    Returns:
+        The redis-py exception it stands for (returned, not raised).
+    """
     return reply_error(raw.decode("utf-8", "replace"))
 
 
 def parse_error_line(raw: bytes) -> Exception:
+    """The exception value for a simple error reply (``-``).
+
+    Args:
+        raw: the line, without its type byte and CRLF.
+
+    Returns:
+        The redis-py exception it stands for (returned, not raised).
+
+    Raises:
+        geredis.ProtocolError: a CR or LF inside the line.
+    """
     if 13 in raw or 10 in raw:
         raise ProtocolError("Bad error value: CR or LF inside")
     return reply_error(raw.decode("utf-8", "replace"))
 
 
 def check_bignum(raw: bytes) -> bytes:
-    """A big number stays text (as hiredis): an optional "-", then digits."""
+    """A big number stays text (as hiredis): an optional "-", then digits.
+
+    Args:
+        raw: the line, without its type byte and CRLF.
+
+    Returns:
+        ``raw`` itself.
+
+    Raises:
+        geredis.ProtocolError: anything else.
+    """
     if _BIGNUM_RE.fullmatch(raw) is None:
         raise ProtocolError(f"Bad big number {raw[:40]!r}")
     return raw
 
 
-# Line types outside the hot path: type byte -> raw line -> value.
+#: Line types outside the hot path: type byte -> parser of the raw line.
 LINE_PARSERS: Dict[int, Callable[[bytes], Any]] = {
     ord("-"): parse_error_line,
     ord(","): parse_double,

@@ -36,7 +36,10 @@ from .subscriber import Subscriber, SubscriberState
 
 __all__ = ["PubSub", "PubSubWorker"]
 
+#: ``handler(message)``: called in the dispatcher greenlet for each message
+#: of the channel or pattern it was subscribed with.
 Handler = Callable[[Message], Any]
+#: ``exception_handler(exc, pubsub, worker)``, as redis-py's ``run_in_thread``.
 ExceptionHandler = Callable[[BaseException, "PubSub", "PubSubWorker"], None]
 _CHANNELS, _PATTERNS, _SHARD_CHANNELS = 0, 1, 2
 
@@ -162,10 +165,13 @@ class PubSub:
 
     @property
     def patterns(self) -> Dict[Any, Optional[Handler]]:
+        """Subscribed patterns and their handlers (bytes keys, str when decoding)."""
         return self._subscriber.tables[_PATTERNS]
 
     @property
     def shard_channels(self) -> Dict[Any, Optional[Handler]]:
+        """Subscribed shard channels and their handlers (bytes keys, str when
+        decoding)."""
         return self._subscriber.tables[_SHARD_CHANNELS]
 
     @property
@@ -175,6 +181,7 @@ class PubSub:
 
     @property
     def ignore_subscribe_messages(self) -> bool:
+        """Leave (un)subscribe confirmations out of ``get_message()``; settable."""
         return self._delivery.ignore_subscribe_messages
 
     @ignore_subscribe_messages.setter
@@ -197,33 +204,95 @@ class PubSub:
         """Subscribe to channels: names, ``Subscription`` objects, or
         ``name=handler`` keywords. Returns once the server confirmed.
 
-        Raises ``TimeoutError`` after ``socket_timeout`` without the
-        confirmation (reconnecting: the subscription stays wanted and is made
-        on reconnect), ``ConnectionError`` when the first connection fails
-        (the subscription is forgotten), ``ResponseError`` when refused.
+        Args:
+            *args: channel names (``str`` or ``bytes``, or lists of them), or
+                ``Subscription`` objects; their messages go to
+                ``get_message()``.
+            **kwargs: ``channel=handler``: the channel's messages go to
+                ``handler(message)`` in the dispatcher greenlet.
+
+        Raises:
+            redis.TimeoutError: no confirmation within ``socket_timeout``
+                (while reconnecting: the subscription stays wanted and is
+                made on reconnect).
+            redis.ConnectionError: the first connection failed (the
+                subscription is forgotten).
+            redis.ResponseError: the server refused it.
         """
         self._wait(self._subscriber.subscribe(_CHANNELS, parse_pubsub_subscriptions(args, kwargs)))
 
     def psubscribe(self, *args: Any, **kwargs: Handler) -> None:
-        """Subscribe to patterns; as :meth:`subscribe`."""
+        """Subscribe to patterns; as :meth:`subscribe`.
+
+        Args:
+            *args: glob-style patterns, or lists of them.
+            **kwargs: ``pattern=handler``.
+
+        Raises:
+            redis.TimeoutError: no confirmation within ``socket_timeout``
+                (while reconnecting: the subscription stays wanted and is
+                made on reconnect).
+            redis.ConnectionError: the first connection failed (the
+                subscription is forgotten).
+            redis.ResponseError: the server refused it.
+        """
         self._wait(self._subscriber.subscribe(_PATTERNS, parse_pubsub_subscriptions(args, kwargs)))
 
     def ssubscribe(self, *args: Any, target_node: Any = None, **kwargs: Handler) -> None:
-        """Subscribe to shard channels (Redis 7); as :meth:`subscribe`."""
+        """Subscribe to shard channels (Redis 7); as :meth:`subscribe`.
+
+        Args:
+            *args: shard channel names, or lists of them.
+            target_node: accepted for redis-py's signature; unused (one
+                server).
+            **kwargs: ``channel=handler``.
+
+        Raises:
+            redis.TimeoutError: no confirmation within ``socket_timeout``
+                (while reconnecting: the subscription stays wanted and is
+                made on reconnect).
+            redis.ConnectionError: the first connection failed (the
+                subscription is forgotten).
+            redis.ResponseError: the server refused it.
+        """
         subscriptions = parse_pubsub_subscriptions(args, kwargs)
         self._wait(self._subscriber.subscribe(_SHARD_CHANNELS, subscriptions))
 
     def unsubscribe(self, *args: Any) -> None:
         """Unsubscribe from channels (all when none given); returns once the
-        server confirmed, so ``subscribed`` is up to date."""
+        server confirmed, so ``subscribed`` is up to date.
+
+        Args:
+            *args: channel names, or one list of them.
+
+        Raises:
+            redis.TimeoutError: no confirmation within ``socket_timeout``.
+        """
         self._unsubscribe(_CHANNELS, args)
 
     def punsubscribe(self, *args: Any) -> None:
-        """Unsubscribe from patterns (all when none given)."""
+        """Unsubscribe from patterns (all when none given); as
+        :meth:`unsubscribe`.
+
+        Args:
+            *args: patterns, or one list of them.
+
+        Raises:
+            redis.TimeoutError: no confirmation within ``socket_timeout``.
+        """
         self._unsubscribe(_PATTERNS, args)
 
     def sunsubscribe(self, *args: Any, target_node: Any = None) -> None:
-        """Unsubscribe from shard channels (all when none given)."""
+        """Unsubscribe from shard channels (all when none given); as
+        :meth:`unsubscribe`.
+
+        Args:
+            *args: shard channel names, or one list of them.
+            target_node: accepted for redis-py's signature; unused.
+
+        Raises:
+            redis.TimeoutError: no confirmation within ``socket_timeout``.
+        """
         self._unsubscribe(_SHARD_CHANNELS, args)
 
     def _unsubscribe(self, kind: int, args: Sequence[Any]) -> None:
@@ -234,7 +303,18 @@ class PubSub:
 
     def ping(self, message: Any = None) -> bool:
         """PING the server on the subscription connection (connecting first
-        if needed); its ``'pong'`` message also reaches ``get_message()``."""
+        if needed); its ``'pong'`` message also reaches ``get_message()``.
+
+        Args:
+            message: sent with the PING and echoed in the pong's ``data``.
+
+        Returns:
+            True once the server answered.
+
+        Raises:
+            redis.TimeoutError: no answer within ``socket_timeout``.
+            redis.ConnectionError: the connection could not be opened.
+        """
         deadline = self._deadline()
         while True:
             result = self._subscriber.ping(message)
@@ -245,7 +325,17 @@ class PubSub:
         return True
 
     def execute_command(self, *args: Any) -> None:
-        """redis-py's low-level entry point, for the pub/sub commands and PING."""
+        """redis-py's low-level entry point, for the pub/sub commands and PING.
+
+        Args:
+            *args: the command name (``SUBSCRIBE``, ``PSUBSCRIBE``,
+                ``SSUBSCRIBE``, their ``UNSUBSCRIBE`` forms, or ``PING``) and
+                its arguments.
+
+        Raises:
+            redis.PubSubError: any other command.
+            redis.TimeoutError: as for :meth:`subscribe`.
+        """
         name = str(args[0].decode() if isinstance(args[0], bytes) else args[0]).upper()
         method = {
             "SUBSCRIBE": self.subscribe, "PSUBSCRIBE": self.psubscribe,
@@ -285,14 +375,31 @@ class PubSub:
     ) -> Optional[Message]:
         """The next message without a handler (or confirmation, pong,
         reconnect notice), waiting up to ``timeout`` seconds (forever when
-        None); None when none came in time."""
+        None); None when none came in time.
+
+        ``get_sharded_message`` is the same method.
+
+        Args:
+            ignore_subscribe_messages: skip (un)subscribe confirmations this
+                time (they are always skipped when the PubSub's own flag is
+                set).
+            timeout: seconds to wait; 0 does not wait, None waits forever.
+
+        Returns:
+            redis-py's message dict (``type``, ``pattern``, ``channel``,
+            ``data``), or None.
+        """
         ignore = ignore_subscribe_messages or self._delivery.ignore_subscribe_messages
         return self._delivery.get(timeout, ignore)
 
     get_sharded_message = get_message
 
     def listen(self) -> Iterator[Message]:
-        """Yield messages while subscribed (and while any are queued)."""
+        """Yield messages while subscribed (and while any are queued).
+
+        Yields:
+            redis-py's message dicts, as :meth:`get_message` returns them.
+        """
         delivery = self._delivery
 
         def unsubscribed() -> bool:
@@ -343,7 +450,28 @@ class PubSub:
         dispatcher greenlet; the worker drains the other messages and, on
         ``stop()``, closes the PubSub. With ``exception_handler``, handler
         errors go to ``exception_handler(exc, pubsub, worker)`` unless
-        ``on_handler_error`` was given. ``daemon`` is accepted and unused."""
+        ``on_handler_error`` was given.
+
+        Args:
+            sleep_time: the longest the worker waits for a message before
+                checking whether it was stopped (0: until a message or
+                ``stop()``).
+            daemon: accepted for redis-py's signature; unused.
+            exception_handler: ``f(exc, pubsub, worker)`` for the errors of
+                handlers and of the worker's reads; without it they are
+                reported (handlers) or end the worker (reads).
+            pubsub: the PubSub the worker drains and closes (default: this
+                one).
+            sharded_pubsub: accepted for redis-py's signature; shard
+                channels are drained either way.
+
+        Returns:
+            The started :class:`PubSubWorker`.
+
+        Raises:
+            redis.PubSubError: a channel, pattern or shard channel has no
+                handler.
+        """
         for what, table in (
             ("Channel", self.channels), ("Pattern", self.patterns),
             ("Shard Channel", self.shard_channels),
@@ -358,7 +486,16 @@ class PubSub:
 
 class PubSubWorker(Greenlet):  # type: ignore[misc]
     """What ``run_in_thread`` returns: redis-py's ``PubSubWorkerThread`` as a
-    greenlet, with ``stop()``, ``join(timeout)`` and ``is_alive()``."""
+    greenlet, with ``stop()``, ``join(timeout)`` and ``is_alive()``.
+
+    Args:
+        pubsub: the PubSub to drain, and close when the worker ends.
+        sleep_time: the longest to wait for a message before checking
+            whether it was stopped (0: until a message or ``stop()``).
+        exception_handler: ``f(exc, pubsub, worker)``; see
+            :meth:`PubSub.run_in_thread`.
+        daemon: accepted for redis-py's signature; unused.
+    """
 
     def __init__(
         self,
@@ -407,5 +544,10 @@ class PubSubWorker(Greenlet):  # type: ignore[misc]
         self.pubsub._delivery.wake()
 
     def is_alive(self) -> bool:
+        """Whether the worker is still running.
+
+        Returns:
+            False once it ended (stopped, or ended by an error).
+        """
         return not self.dead
 

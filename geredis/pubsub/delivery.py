@@ -54,6 +54,7 @@ __all__ = [
 
 logger = logging.getLogger("geredis.pubsub")
 
+#: A redis-py message dict: ``type``, ``pattern``, ``channel``, ``data``.
 Message = Dict[str, Any]
 #: ``on_handler_error(exc, message)``: called in the dispatcher greenlet.
 HandlerErrorHook = Callable[[BaseException, Message], None]
@@ -82,13 +83,25 @@ class ReconnectInfo:
 
 
 def reconnect_message(info: ReconnectInfo) -> Message:
-    """The ``get_message()`` form of a reconnect notice."""
+    """The ``get_message()`` form of a reconnect notice.
+
+    Args:
+        info: what the notice reports.
+
+    Returns:
+        ``{"type": "reconnect", "pattern": None, "channel": None, "data": info}``.
+    """
     return {"type": "reconnect", "pattern": None, "channel": None, "data": info}
 
 
 def report_handler_error(exc: BaseException, message: Message) -> None:
     """The default ``on_handler_error``: log it, then report it to gevent's
-    hub (which prints it, as for a greenlet that died). Delivery goes on."""
+    hub (which prints it, as for a greenlet that died). Delivery goes on.
+
+    Args:
+        exc: what the handler raised.
+        message: the message it was handling.
+    """
     where = f"pub/sub handler for {message.get('type')} on {message.get('channel')!r}"
     logger.error("%s raised %r", where, exc, exc_info=exc)
     gevent.get_hub().handle_error(where, type(exc), exc, exc.__traceback__)
@@ -98,7 +111,14 @@ def raised_by_signal_handler(exc: BaseException) -> bool:
     """True if ``exc`` came out of a Python signal handler: in its traceback,
     a frame whose last two positional arguments are an int and the frame
     just before it (Python calls ``handler(signum, frame)`` with the frame it
-    interrupted)."""
+    interrupted).
+
+    Args:
+        exc: an exception that was raised (it has its traceback).
+
+    Returns:
+        True if a signal handler raised it.
+    """
     tb = exc.__traceback__
     previous = None
     while tb is not None:
@@ -118,7 +138,15 @@ def raised_by_signal_handler(exc: BaseException) -> bool:
 
 def belongs_to_main(exc: BaseException) -> bool:
     """Whether a handler's exception goes to the main greenlet rather than to
-    ``on_handler_error`` (see the module comment)."""
+    ``on_handler_error`` (see the module comment).
+
+    Args:
+        exc: what the handler raised.
+
+    Returns:
+        True for a ``BaseException`` that is not an ``Exception`` (but not
+        ``GreenletExit``), or one a signal handler raised.
+    """
     if isinstance(exc, gevent.GreenletExit):
         return False
     return not isinstance(exc, Exception) or raised_by_signal_handler(exc)
@@ -127,14 +155,32 @@ def belongs_to_main(exc: BaseException) -> bool:
 def raise_in_main(exc: BaseException) -> None:
     """Raise ``exc`` in the main greenlet now (as gevent does for
     ``SystemExit`` and ``KeyboardInterrupt`` in any greenlet); this greenlet
-    resumes when the main greenlet next waits."""
+    resumes when the main greenlet next waits.
+
+    Args:
+        exc: the exception to raise there.
+    """
     logger.debug("raising %r in the main greenlet", exc)
     gevent.get_hub().handle_system_error(type(exc), exc, exc.__traceback__)
 
 
 class Delivery:
     """The two bounded deques and the dispatcher greenlet. See the module
-    comment for the overflow policy."""
+    comment for the overflow policy.
+
+    Args:
+        max_queued: the bound of each deque (handler queue, inbox).
+        on_handler_error: ``f(exc, message)`` when a handler raises (None:
+            :func:`report_handler_error`).
+        on_reconnect: ``f(ReconnectInfo)`` after each reconnect, in the
+            dispatcher greenlet.
+        reconnect_messages: put reconnect notices in the inbox too.
+        ignore_subscribe_messages: leave confirmations out of the inbox's
+            readers (settable later).
+
+    Raises:
+        ValueError: ``max_queued`` is below 1.
+    """
 
     def __init__(
         self,
@@ -191,7 +237,11 @@ class Delivery:
 
     def reconnected(self, info: ReconnectInfo) -> None:
         """Queue the reconnect notice (message and hook), behind every message
-        received before the drop."""
+        received before the drop.
+
+        Args:
+            info: what the notice reports.
+        """
         if self.reconnect_messages:
             self.inbox.append(reconnect_message(info))
         if self.on_reconnect is not None:
@@ -260,7 +310,16 @@ class Delivery:
     ) -> Optional[Message]:
         """The next inbox message, waiting at most ``timeout`` seconds (forever
         when None); None when none came, or as soon as ``until()`` is true
-        while the inbox is empty."""
+        while the inbox is empty.
+
+        Args:
+            timeout: seconds to wait (0: none; None: forever).
+            ignore_subscribe_messages: skip (un)subscribe confirmations.
+            until: checked whenever the inbox is empty; True ends the wait.
+
+        Returns:
+            The message, or None.
+        """
         inbox = self.inbox
         deadline = None if timeout is None else monotonic() + timeout
         while True:
@@ -282,7 +341,11 @@ class Delivery:
 
     def wait_inbox(self, timeout: Optional[float]) -> None:
         """Return when the inbox has a message, ``wake()`` was called or
-        ``timeout`` passed."""
+        ``timeout`` passed.
+
+        Args:
+            timeout: the longest to wait, in seconds (None: no bound).
+        """
         if not self.inbox:
             self._inbox_ready.clear()
             self._inbox_ready.wait(timeout)
@@ -295,6 +358,9 @@ class Delivery:
         A handler running in the dispatcher is interrupted with GreenletExit,
         unless ``close()`` is called from that handler: then the dispatcher
         ends when the handler returns.
+
+        Args:
+            block: wait for the dispatcher to end (False from ``__del__``).
         """
         dispatcher, self._dispatcher = self._dispatcher, None
         self.queue.clear()

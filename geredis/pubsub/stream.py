@@ -52,8 +52,12 @@ __all__ = ["Fence", "PING", "Stream", "SUBSCRIBE", "UNSUBSCRIBE", "shard_groups"
 
 logger = logging.getLogger("geredis.pubsub")
 
+#: A packed PING: the fence written after each command.
 PING = b"*1\r\n$4\r\nPING\r\n"
-SUBSCRIBE = ("SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE")  # by table index
+#: The subscribe command of each table, by table index (channels, patterns,
+#: shard channels).
+SUBSCRIBE = ("SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE")
+#: The unsubscribe command of each table, by table index.
 UNSUBSCRIBE = ("UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE")
 
 # Frame kinds, as bytes and as str (decode_responses): one dict lookup each.
@@ -67,7 +71,15 @@ for _kind in (MESSAGE, PMESSAGE, SMESSAGE, PONG, *_CONFIRM, *_UNCONFIRM):
 
 
 def shard_groups(names: Iterable[Any], encoding: str = "utf-8") -> List[List[Any]]:
-    """``names`` grouped by cluster hash slot, in first-seen order."""
+    """``names`` grouped by cluster hash slot, in first-seen order.
+
+    Args:
+        names: shard channel names (``str`` or ``bytes``).
+        encoding: how ``str`` names are encoded to hash them.
+
+    Returns:
+        One list of names per hash slot.
+    """
     groups: Dict[int, List[Any]] = {}
     for name in names:
         raw = name.encode(encoding) if isinstance(name, str) else bytes(name)
@@ -76,7 +88,13 @@ def shard_groups(names: Iterable[Any], encoding: str = "utf-8") -> List[List[Any
 
 
 class Fence:
-    """A PING's place in the FIFO: resolves the command sent before it."""
+    """A PING's place in the FIFO: resolves the command sent before it.
+
+    Args:
+        kind: ``Fence.SUB``, ``UNSUB``, ``USER_PING``, ``HEALTH`` or
+            ``REPLAY``.
+        result: set when the fence's PING is answered (None: nobody waits).
+    """
 
     SUB, UNSUB, USER_PING, HEALTH, REPLAY = range(5)
 
@@ -96,7 +114,11 @@ class Fence:
         self.info: Optional[ReconnectInfo] = None  # the replay's reconnect notice
 
     def finish(self, value: Any) -> None:
-        """Wake the waiters: ``value`` is None or the exception to raise."""
+        """Wake the waiters, this fence's and its followers'.
+
+        Args:
+            value: None, or the exception the waiters raise.
+        """
         if self.result is not None and not self.result.ready():
             self.result.set(value)
         for follower in self.followers:
@@ -104,7 +126,18 @@ class Fence:
 
 
 class Stream:
-    """One connection of a subscriber. See the module comment."""
+    """One connection of a subscriber. See the module comment.
+
+    Args:
+        settings: the client's connection settings.
+        delivery: where messages go.
+        tables: the subscriber's channel, pattern and shard channel tables
+            (name -> handler), shared.
+        pending: per table, the names unsubscribed but not yet confirmed.
+        parser: ``"auto"``, ``"hiredis"`` or ``"python"``.
+        health_check_interval: seconds of silence after which a PING checks
+            the connection (0: never).
+    """
 
     def __init__(
         self,
@@ -138,7 +171,14 @@ class Stream:
 
     def open(self) -> None:
         """Connect and run the handshake (``handshake.open_initialised``,
-        within ``socket_connect_timeout``); raises OSError or RedisError."""
+        within ``socket_connect_timeout``).
+
+        Raises:
+            redis.ConnectionError: the connection or handshake failed
+                (:class:`~geredis.exceptions.ConnectionClosedError` also when
+                the stream was closed meanwhile).
+            redis.AuthenticationError: wrong credentials.
+        """
         settings = self.settings
         decode = settings.encoding if settings.decode_responses else None
         self._reader = make_reader(
@@ -155,7 +195,11 @@ class Stream:
         """Subscribe every name in the tables, each command with its own
         fence, then ``fence``: it resolves once all are confirmed. Shard
         channels go one SSUBSCRIBE per hash slot (a cluster node refuses
-        channels of several slots in one command)."""
+        channels of several slots in one command).
+
+        Args:
+            fence: resolved once every subscription is confirmed.
+        """
         for kind, table in enumerate(self.tables):
             groups = shard_groups(table, self.settings.encoding) if kind == 2 else [list(table)]
             for names in groups:
@@ -171,10 +215,26 @@ class Stream:
     # -- writing -----------------------------------------------------------
 
     def pack(self, args: Sequence[Any]) -> bytes:
+        """Pack one command with the stream's encoding.
+
+        Args:
+            args: the command and its arguments.
+
+        Returns:
+            The RESP bytes.
+
+        Raises:
+            redis.DataError: an argument of a type that cannot be sent.
+        """
         return self._packer.pack(args)
 
     def send(self, data: bytes, fence: Fence) -> None:
-        """Queue ``data`` (ending with its PING) and its fence."""
+        """Queue ``data`` (ending with its PING) and its fence.
+
+        Args:
+            data: packed commands, the last one a PING.
+            fence: resolved when that PING is answered.
+        """
         # No switch from here to the end: fence order is wire order.
         self.fences.append(fence)
         self._writer.out.append(data)
@@ -192,7 +252,15 @@ class Stream:
     def run(self) -> None:
         """Read until the stream ends, then raise why. With a health check
         interval, a silent interval sends a PING and a second one ends the
-        stream."""
+        stream.
+
+        Raises:
+            redis.ConnectionError: always, when the stream ends: why it
+                ended (a failed write, the server closing it, a health check
+                unanswered).
+            geredis.ProtocolError: the server sent something that is not
+                pub/sub.
+        """
         receiver = Receiver(
             self._loop, self._reader, self._on_data, self._ended.set, self.settings.address
         )
@@ -331,8 +399,11 @@ class Stream:
     # -- closing -------------------------------------------------------------
 
     def close(self) -> List[Fence]:
-        """Close the socket and stop the writer (never blocks); returns the
-        fences still waiting, for the owner to settle."""
+        """Close the socket and stop the writer (never blocks).
+
+        Returns:
+            The fences still waiting, for the owner to settle.
+        """
         self.closed = True
         self._writer.stop()
         if self._receiver is not None:

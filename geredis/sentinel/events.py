@@ -51,9 +51,12 @@ __all__ = ["CHANNELS", "EventWatcher", "parse_event"]
 
 logger = logging.getLogger("geredis.sentinel")
 
+#: The event of a replica being turned into the primary.
 PROMOTING = "+failover-state-send-slaveof-noone"
+#: The events of an aborted failover.
 ABORTS = ("-failover-abort-not-elected", "-failover-abort-no-good-slave",
           "-failover-abort-slave-timeout")
+#: The sentinel event channels the watcher subscribes to.
 CHANNELS = ("+switch-master", PROMOTING, *ABORTS, "+convert-to-slave", "+sdown")
 
 #: Retry delays for a sentinel that cannot be subscribed to: (base, cap) seconds.
@@ -67,6 +70,13 @@ def parse_event(channel: str, data: str) -> Optional[Dict[str, Any]]:
     "address", "kind"}`` for instance events (``kind`` is ``slave``,
     ``master`` or ``sentinel``), plus ``"master"`` (its primary's address)
     for those about a replica or sentinel.
+
+    Args:
+        channel: the event channel (``+switch-master``, ``+sdown``...).
+        data: the message, as the sentinel sent it.
+
+    Returns:
+        The fields, or None (an unreadable message is logged).
     """
     words = data.split()
     try:
@@ -94,7 +104,12 @@ def _text(value: Any) -> str:
 
 class EventWatcher:
     """Subscribes to every sentinel of a :class:`~geredis.sentinel.Sentinel`
-    (see the module comment). Started by the first managed connection."""
+    (see the module comment). Started by the first managed connection.
+
+    Args:
+        manager: the Sentinel whose sentinels are watched and whose
+            resolvers are told.
+    """
 
     def __init__(self, manager: "Sentinel") -> None:
         self.manager = manager

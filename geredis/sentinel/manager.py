@@ -59,8 +59,14 @@ class Sentinel(SentinelCommands):  # type: ignore[misc]
             Retries are off unless ``retry`` is given here.
         force_master_ip: use this host instead of the one the sentinels
             report for the primary (NAT), as redis-py.
-        connection_kwargs: ``geredis.Redis`` arguments for the clients that
+        **connection_kwargs: ``geredis.Redis`` arguments for the clients that
             ``master_for``/``slave_for`` build.
+
+    Raises:
+        ValueError: no sentinel given, or a ``sentinel_kwargs`` value
+            ``geredis.Redis`` cannot read.
+        TypeError: a ``sentinel_kwargs`` argument ``geredis.Redis`` does not
+            take.
     """
 
     def __init__(
@@ -101,8 +107,19 @@ class Sentinel(SentinelCommands):  # type: ignore[misc]
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         """Run a command on every sentinel (``once=True``: on one at random).
 
-        Returns True if every reply was truthy, or the list of replies with
-        ``return_responses=True``, as redis-py.
+        Args:
+            *args: the command and its arguments.
+            **kwargs: ``once`` (one sentinel at random),
+                ``return_responses`` (the replies rather than a bool), and
+                the command's options.
+
+        Returns:
+            True if every reply was truthy, or the list of replies with
+            ``return_responses=True``, as redis-py.
+
+        Raises:
+            redis.ConnectionError: a sentinel could not be reached.
+            redis.ResponseError: a sentinel refused the command.
         """
         once = bool(kwargs.pop("once", False))
         return_responses = bool(kwargs.pop("return_responses", False))
@@ -115,13 +132,33 @@ class Sentinel(SentinelCommands):  # type: ignore[misc]
     # -- discovery (redis-py's rules) -------------------------------------------------
 
     def check_master_state(self, state: Dict[str, Any], service_name: str) -> bool:
-        """True if ``state`` (one sentinel's view) names a usable primary."""
+        """Whether one sentinel's view names a usable primary.
+
+        Args:
+            state: one service's entry of ``SENTINEL MASTERS``.
+            service_name: the service (unused, as in redis-py).
+
+        Returns:
+            True if the primary is up (not subjectively or objectively
+            down) and the sentinel sees at least ``min_other_sentinels``
+            others.
+        """
         if not state["is_master"] or state["is_sdown"] or state["is_odown"]:
             return False
         return int(state["num-other-sentinels"]) >= self.min_other_sentinels
 
     def discover_master(self, service_name: str) -> Address:
         """``(host, port)`` of the primary of ``service_name``.
+
+        The first sentinel that answers with a usable primary moves to the
+        front of the list, as in redis-py.
+
+        Args:
+            service_name: the service.
+
+        Returns:
+            The primary's address (its host replaced by ``force_master_ip``
+            when given).
 
         Raises:
             MasterNotFoundError: no sentinel answered with a usable primary
@@ -146,7 +183,14 @@ class Sentinel(SentinelCommands):  # type: ignore[misc]
     def filter_slaves(self, slaves: Sequence[Dict[str, Any]]) -> List[Address]:
         """The replicas that are up and linked to their primary: not
         subjectively or objectively down, not disconnected from the sentinel,
-        master link ``ok``."""
+        master link ``ok``.
+
+        Args:
+            slaves: the replicas' entries of ``SENTINEL REPLICAS``.
+
+        Returns:
+            Their ``(host, port)`` addresses.
+        """
         alive = []
         for slave in slaves:
             if slave["is_odown"] or slave["is_sdown"] or slave.get("is_disconnected"):
@@ -158,7 +202,15 @@ class Sentinel(SentinelCommands):  # type: ignore[misc]
 
     def discover_slaves(self, service_name: str) -> List[Address]:
         """The usable replicas of ``service_name`` as the first sentinel that
-        knows some reports them; [] when none."""
+        knows some reports them.
+
+        Args:
+            service_name: the service.
+
+        Returns:
+            Their ``(host, port)`` addresses; [] when none (sentinels that
+            fail to answer are skipped).
+        """
         for sentinel in list(self.sentinels):
             try:
                 slaves = sentinel.sentinel_slaves(service_name)
@@ -180,19 +232,55 @@ class Sentinel(SentinelCommands):  # type: ignore[misc]
 
         ``kwargs`` are ``geredis.Redis`` arguments, on top of this Sentinel's
         ``connection_kwargs``. ``check_connection`` is accepted (every
-        connection is checked with ROLE anyway).
+        connection is checked with ROLE anyway). Nothing is connected until
+        the first command.
+
+        Args:
+            service_name: the service, as the sentinels know it
+                (``mymaster``).
+            redis_class: ``geredis.Redis`` or a subclass of it.
+            connection_pool_class: refused: geredis clients own their
+                connections.
+            **kwargs: ``geredis.Redis`` arguments, on top of this
+                Sentinel's ``connection_kwargs``.
+
+        Returns:
+            A ``redis_class`` client whose connections go to the primary
+            found at each connect.
 
         Raises:
             ValueError: ``connection_pool_class``, ``host``/``port`` or
-                ``unix_socket_path`` given (the Sentinel decides those).
+                ``unix_socket_path`` given (the Sentinel decides those), or
+                an argument value ``geredis.Redis`` cannot read.
+            TypeError: ``redis_class`` is not ``geredis.Redis`` or a
+                subclass, or an argument ``geredis.Redis`` does not take.
         """
         return self._client_for(service_name, True, redis_class, connection_pool_class, kwargs)
 
     def slave_for(self, service_name: str, redis_class: Type[Redis] = Redis,
                   connection_pool_class: Any = None, **kwargs: Any) -> Redis:
         """A geredis client on a replica of ``service_name`` (round-robin per
-        connection, the primary when no replica is usable). Arguments as
-        :meth:`master_for`."""
+        connection, the primary when no replica is usable).
+
+        Args:
+            service_name: the service, as the sentinels know it
+                (``mymaster``).
+            redis_class: ``geredis.Redis`` or a subclass of it.
+            connection_pool_class: refused: geredis clients own their
+                connections.
+            **kwargs: ``geredis.Redis`` arguments, on top of this
+                Sentinel's ``connection_kwargs``.
+
+        Returns:
+            A ``redis_class`` client whose connections go to a replica.
+
+        Raises:
+            ValueError: ``connection_pool_class``, ``host``/``port`` or
+                ``unix_socket_path`` given (the Sentinel decides those), or
+                an argument value ``geredis.Redis`` cannot read.
+            TypeError: ``redis_class`` is not ``geredis.Redis`` or a
+                subclass, or an argument ``geredis.Redis`` does not take.
+        """
         return self._client_for(service_name, False, redis_class, connection_pool_class, kwargs)
 
     replica_for = slave_for
@@ -222,7 +310,15 @@ class Sentinel(SentinelCommands):  # type: ignore[misc]
     # -- events ----------------------------------------------------------------------
 
     def resolvers(self, service_name: str) -> List[SentinelResolver]:
-        """The live resolvers (one per client) of ``service_name``."""
+        """The live resolvers (one per client) of ``service_name``.
+
+        Args:
+            service_name: the service.
+
+        Returns:
+            The :class:`~geredis.sentinel.resolver.SentinelResolver` of each
+            client of that service still alive.
+        """
         return [r for r in list(self._resolvers) if r.service_name == service_name]
 
     def _watch_events(self) -> None:

@@ -65,6 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Address", "SentinelResolver"]
 
+#: ``(host, port)`` of a Redis node.
 Address = Tuple[str, int]
 
 #: Pipelined after the handshake of every connection to a primary; an error
@@ -92,8 +93,9 @@ def _attempt(open_node: OpenNode, address: Address) -> Tuple[Any, Optional[BaseE
 
 
 #: How long connections wait for a replica under promotion to become the
-#: primary, and how often they ask it meanwhile (seconds).
+#: primary (seconds).
 PROMOTION_WAIT = 5.0
+#: How often they ask it meanwhile (seconds).
 PROMOTION_POLL = 0.02
 
 #: SO_LINGER on, 0 seconds: the owner's close() resets the connection.
@@ -134,7 +136,11 @@ class SentinelResolver:
         return f"<SentinelResolver {self.service_name} {role} primary={where}>"
 
     def describe(self) -> str:
-        """``mymaster (sentinel primary)``: messages and the client's repr."""
+        """What the client is connected to, for messages and its repr.
+
+        Returns:
+            ``mymaster (sentinel primary)`` or ``mymaster (sentinel replicas)``.
+        """
         return f"{self.service_name} (sentinel {'primary' if self.is_master else 'replicas'})"
 
     # -- connecting ------------------------------------------------------------
@@ -143,10 +149,20 @@ class SentinelResolver:
         """Open a connection to the primary (checked with ROLE) or to a
         replica; see the module comment.
 
+        Args:
+            open_node: connects to one node and runs the handshake plus the
+                resolver's ``ROLE`` check.
+
+        Returns:
+            The connected, initialised socket.
+
         Raises:
-            MasterNotFoundError, SlaveNotFoundError: the sentinels know no
-                usable node (both are ConnectionErrors).
-            ConnectionClosedError: the node refused, or is not the primary.
+            redis.sentinel.MasterNotFoundError: the sentinels know no usable
+                primary (a ConnectionError).
+            redis.sentinel.SlaveNotFoundError: no replica and no primary
+                could be reached (a ConnectionError).
+            geredis.ConnectionClosedError: the node refused, is not the
+                primary, or the primary moved while connecting.
         """
         self.manager._watch_events()
         if not self.is_master:
@@ -297,7 +313,11 @@ class SentinelResolver:
     # -- what the sentinels tell ------------------------------------------------------
 
     def learned(self, address: Address) -> None:
-        """``address`` is the primary: connections to any other node end now."""
+        """``address`` is the primary: connections to any other node end now.
+
+        Args:
+            address: the primary's ``(host, port)``.
+        """
         changed = address != self.primary
         if changed and self.primary is not None and self.on_failover is not None:
             self.on_failover()
@@ -317,7 +337,12 @@ class SentinelResolver:
         """The leader sentinel is turning the replica ``selected`` into the
         primary (``+failover-state-send-slaveof-noone``): leave ``old`` now,
         and let new connections wait for ``selected`` to say it is the
-        primary rather than write to ``old``, which would lose the write."""
+        primary rather than write to ``old``, which would lose the write.
+
+        Args:
+            old: the primary being replaced.
+            selected: the replica being promoted.
+        """
         if self.primary is not None and self.primary != old:
             self.refresh()  # not the primary this resolver knows: ask
             return
@@ -334,14 +359,23 @@ class SentinelResolver:
     def switched(self, old: Address, new: Address) -> None:
         """A sentinel announced ``+switch-master old -> new``. Applied at once
         when it follows what this resolver knew; otherwise (events missed or
-        out of order) the sentinels are asked again."""
+        out of order) the sentinels are asked again.
+
+        Args:
+            old: the previous primary.
+            new: the new primary.
+        """
         if self.primary is None or self.primary == old or self.primary == new:
             self.learned(new)
         else:
             self.refresh()
 
     def not_primary(self, address: Address) -> None:
-        """A sentinel turned ``address`` into a replica (``+convert-to-slave``)."""
+        """A sentinel turned ``address`` into a replica (``+convert-to-slave``).
+
+        Args:
+            address: the node now a replica.
+        """
         if self.primary == address:
             self._forget(address)
             self.drop(address)
@@ -349,7 +383,15 @@ class SentinelResolver:
 
     def demoted(self, sock: Any) -> bool:
         """A command on ``sock`` got READONLY. For a primary resolver, the node
-        is forgotten and the sentinels asked again; True. False for replicas."""
+        is forgotten and the sentinels asked again.
+
+        Args:
+            sock: the socket the READONLY reply came on.
+
+        Returns:
+            True for a primary resolver; False for replicas (READONLY is a
+            normal answer there).
+        """
         if not self.is_master:
             return False
         for address, sockets in list(self._sockets.items()):
@@ -364,7 +406,11 @@ class SentinelResolver:
             self.primary = None
 
     def wait_moved(self, seconds: float) -> None:
-        """Sleep ``seconds`` or until the primary changes, whichever is first."""
+        """Sleep ``seconds`` or until the primary changes, whichever is first.
+
+        Args:
+            seconds: the longest to sleep.
+        """
         self._moved.wait(seconds)
 
     # -- the sockets handed out ----------------------------------------------------------
@@ -381,7 +427,11 @@ class SentinelResolver:
         the socket, abortively (RST): a node that hangs and comes back later
         finds the connection reset and discards the commands it had not read.
         (Shut down, not closed here: the owner's reader may be watching the
-        descriptor, which must stay open until it stops.)"""
+        descriptor, which must stay open until it stops.)
+
+        Args:
+            address: the node whose connections end.
+        """
         for sock in list(self._sockets.pop(address, ())):
             try:
                 sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, _ABORT)

@@ -30,8 +30,21 @@ _OWN_OPTIONS = ("client_type", "sentinel_username", "sentinel_password", "min_ot
 
 
 def parse_sentinel_url(url: str) -> Dict[str, Any]:
-    """``{"sentinels", "service_name", "is_master", "sentinel_kwargs",
-    "min_other_sentinels", "connection_kwargs"}`` from a Sentinel URL.
+    """Read a Sentinel URL.
+
+    ``redis+sentinel://[[user]:pass@]host[:port][,host[:port]...]/service[/db][?opt=v]``
+    (``rediss+sentinel://`` over TLS; ``sentinel://`` is an alias). Options
+    of its own: ``client_type`` (``master``, ``slave`` or ``replica``),
+    ``sentinel_username``, ``sentinel_password``, ``min_other_sentinels``;
+    the others are the data clients' ``geredis.Redis`` options, as in a
+    Redis URL.
+
+    Args:
+        url: the URL.
+
+    Returns:
+        ``{"sentinels", "service_name", "is_master", "sentinel_kwargs",
+        "min_other_sentinels", "connection_kwargs"}``.
 
     Raises:
         ValueError: another scheme, no host, no service name, or an unknown
@@ -86,7 +99,20 @@ def connect(url: str, **kwargs: Any) -> Tuple[Sentinel, Redis]:
     """``(sentinel, client)`` for a Sentinel URL: the client follows the
     primary (or the replicas, ``client_type=slave``). ``kwargs`` are
     ``geredis.Redis`` arguments for the client and win over the URL's.
-    Close both: ``client.close(); sentinel.close()``."""
+    Close both: ``client.close(); sentinel.close()``.
+
+    Args:
+        url: a Sentinel URL (see :func:`parse_sentinel_url`).
+        **kwargs: ``geredis.Redis`` arguments for the client.
+
+    Returns:
+        The :class:`~geredis.sentinel.Sentinel` and its client (a
+        ``geredis.Redis``; nothing is connected until the first command).
+
+    Raises:
+        ValueError: the URL cannot be read, or an argument value is refused.
+        TypeError: an argument ``geredis.Redis`` does not take.
+    """
     parsed = parse_sentinel_url(url)
     sentinel = Sentinel(parsed["sentinels"], min_other_sentinels=parsed["min_other_sentinels"],
                         sentinel_kwargs=parsed["sentinel_kwargs"], **parsed["connection_kwargs"])
