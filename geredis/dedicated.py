@@ -352,9 +352,9 @@ class DedicatedPool:
             An idle clean connection (the most recently used), or a new one.
 
         Raises:
-            PoolExhaustedError: no permit became free within ``timeout`` (at
+            geredis.PoolExhaustedError: no permit became free within ``timeout`` (at
                 once without ``wait``).
-            ClientClosedError: the client was closed.
+            geredis.ClientClosedError: the client was closed.
         """
         self._take_permit(wait)
         self.stats.dedicated_leases += 1

@@ -68,7 +68,7 @@ def check_thread(owner: int) -> None:
             client, from :data:`real_thread_id`.
 
     Raises:
-        ThreadAffinityError: the caller runs in another OS thread. Nothing
+        geredis.ThreadAffinityError: the caller runs in another OS thread. Nothing
             was queued; the connection survives.
     """
     if real_thread_id() != owner:

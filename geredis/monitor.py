@@ -74,8 +74,8 @@ class MonitorConnection:
         """Connect and run the client's handshake.
 
         Raises:
-            ConnectionClosedError: cannot connect, or the handshake failed.
-            AuthenticationError: wrong credentials.
+            geredis.ConnectionClosedError: cannot connect, or the handshake failed.
+            redis.AuthenticationError: wrong credentials.
         """
         self._sock = open_initialised(self.settings, self._reader, self._packer)
 
@@ -86,7 +86,7 @@ class MonitorConnection:
             *args: the command and its arguments.
 
         Raises:
-            ConnectionClosedError: the connection failed (it is closed).
+            geredis.ConnectionClosedError: the connection failed (it is closed).
         """
         if self._sock is None:
             self.connect()
@@ -103,10 +103,10 @@ class MonitorConnection:
             The reply, as bytes: ``Monitor`` decodes it.
 
         Raises:
-            TimeoutError: nothing arrived within ``socket_timeout`` seconds;
+            redis.TimeoutError: nothing arrived within ``socket_timeout`` seconds;
                 the connection stays usable.
-            ConnectionClosedError: not connected, or the connection failed.
-            ResponseError: the reply was an error reply.
+            geredis.ConnectionClosedError: not connected, or the connection failed.
+            redis.ResponseError: the reply was an error reply.
         """
         if self._sock is None:
             raise ConnectionClosedError("the monitor is not connected")
@@ -164,8 +164,8 @@ class Monitor(redis.client.Monitor):  # type: ignore[misc]
         client: the client whose settings and dedicated pool it uses.
 
     Raises:
-        PoolExhaustedError: no dedicated permit within ``dedicated_timeout``.
-        ClientClosedError: the client was closed.
+        geredis.PoolExhaustedError: no dedicated permit within ``dedicated_timeout``.
+        geredis.ClientClosedError: the client was closed.
     """
 
     def __init__(self, client: Redis) -> None:
@@ -240,8 +240,8 @@ class PinnedRedis(Redis):
         parent: the client whose settings (copied) and dedicated pool it uses.
 
     Raises:
-        PoolExhaustedError: no dedicated permit within ``dedicated_timeout``.
-        ClientClosedError: the parent client was closed.
+        geredis.PoolExhaustedError: no dedicated permit within ``dedicated_timeout``.
+        geredis.ClientClosedError: the parent client was closed.
     """
 
     _closed = False  # a plain attribute here, not Redis's property
@@ -304,14 +304,14 @@ class PinnedRedis(Redis):
             What ``redis.Redis.execute_command`` returns for it.
 
         Raises:
-            SharedConnectionError: a command this connection cannot run
+            geredis.SharedConnectionError: a command this connection cannot run
                 (nothing sent).
-            TimeoutError: no reply within ``socket_timeout`` (plus a blocking
+            redis.TimeoutError: no reply within ``socket_timeout`` (plus a blocking
                 command's own timeout; such a connection is then closed).
-            ConnectionError: the connection failed; the next command reopens
+            redis.ConnectionError: the connection failed; the next command reopens
                 it on the same database.
-            ClientClosedError: this client was closed.
-            ResponseError: the server's error reply.
+            geredis.ClientClosedError: this client was closed.
+            redis.ResponseError: the server's error reply.
         """
         if REDIS.execute_command is not PLAIN_EXECUTE_COMMAND and options.pop(INSIDE, None) is None:
             return traced_command(self, args, options)  # instrumentation patched redis.Redis

@@ -158,7 +158,7 @@ def ssl_context(settings: ConnectionSettings) -> gevent_ssl.SSLContext:
         opened from these settings.
 
     Raises:
-        TLSError: a certificate, key or CA file cannot be loaded, the key's
+        geredis.network.TLSError: a certificate, key or CA file cannot be loaded, the key's
             password is wrong, or the cipher list is invalid.
     """
     cache = vars(settings)
@@ -184,7 +184,7 @@ def share_ssl_context(source: ConnectionSettings, target: ConnectionSettings) ->
         target: a copy of ``source`` pointed at another node.
 
     Raises:
-        TLSError: ``source``'s context cannot be built.
+        geredis.network.TLSError: ``source``'s context cannot be built.
     """
     if source.ssl:
         vars(target)[_CONTEXT_ATTR] = ssl_context(source)
@@ -242,9 +242,9 @@ def open_socket(settings: ConnectionSettings) -> Any:
         with ``settings.ssl``, its handshake done) with no timeout.
 
     Raises:
-        ConnectionClosedError: refused, unreachable or unresolvable, or closed
+        geredis.ConnectionClosedError: refused, unreachable or unresolvable, or closed
             during the TLS handshake.
-        TLSError: the certificate does not verify, the handshake failed, or
+        geredis.network.TLSError: the certificate does not verify, the handshake failed, or
             the TLS setup cannot load its files.
     """
     context = ssl_context(settings) if settings.ssl else None  # before any I/O

@@ -236,12 +236,12 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
             The command's result, after its response callback.
 
         Raises:
-            WatchError: the connection failed or timed out while WATCHing
+            redis.WatchError: the connection failed or timed out while WATCHing
                 (the server forgot the WATCH with it).
-            SharedConnectionError: a command that cannot run here.
-            PoolExhaustedError: no dedicated connection for the WATCH within
+            geredis.SharedConnectionError: a command that cannot run here.
+            geredis.PoolExhaustedError: no dedicated connection for the WATCH within
                 ``dedicated_timeout``.
-            ResponseError: the server's error reply.
+            redis.ResponseError: the server's error reply.
         """
         command = _name(args[0])
         if not self.watching and command != "WATCH" and self._pinned is None:
@@ -284,16 +284,16 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
             callbacks; ``[]`` for an empty pipeline (nothing is sent).
 
         Raises:
-            ResponseError: with ``raise_on_error``, the first error reply.
-            ExecAbortError: the server refused a command while queuing the
+            redis.ResponseError: with ``raise_on_error``, the first error reply.
+            redis.ExecAbortError: the server refused a command while queuing the
                 transaction; nothing ran.
-            WatchError: a WATCHed key changed, or the connection was lost
+            redis.WatchError: a WATCHed key changed, or the connection was lost
                 while WATCHing.
-            SharedConnectionError: a queued command that cannot run in a
+            geredis.SharedConnectionError: a queued command that cannot run in a
                 pipeline (checked before anything is sent).
-            TimeoutError: no reply within ``socket_timeout`` (plus the block
+            redis.TimeoutError: no reply within ``socket_timeout`` (plus the block
                 time of blocking commands in a batch).
-            ConnectionError: the connection failed; pipelines are not retried.
+            redis.ConnectionError: the connection failed; pipelines are not retried.
         """
         if REDIS_PIPELINE.execute is not PLAIN_EXECUTE and not self._in_trace:
             return traced_pipeline(self, "execute", (raise_on_error,), {})  # type: ignore[no-any-return]

@@ -294,7 +294,7 @@ class ConnectionPool:
             **kwargs: ignored.
 
         Returns:
-            Nothing: it always raises.
+            Nothing; it always raises.
 
         Raises:
             NotImplementedError: always, naming what to use instead.

@@ -129,7 +129,7 @@ def block_seconds(command: str, args: Tuple[Any, ...]) -> float:
         args: the whole command, name first.
 
     Returns:
-        Seconds: BLPOP's last argument, BLMPOP's first, XREAD's ``BLOCK``
+        The seconds: BLPOP's last argument, BLMPOP's first, XREAD's ``BLOCK``
         milliseconds, WAIT's timeout (ms). ``math.inf`` when it may wait
         forever (a timeout of 0); 0.0 for a timeout it cannot read (the
         server refuses such a command at once).

@@ -127,7 +127,7 @@ class Subscriber:
             names back; a failed first connection).
 
         Raises:
-            DataError: no names were given.
+            redis.DataError: no names were given.
         """
         if not subscriptions:
             raise DataError(f"{SUBSCRIBE[kind]} needs at least one name")

@@ -161,7 +161,7 @@ class Sentinel(SentinelCommands):  # type: ignore[misc]
             when given).
 
         Raises:
-            MasterNotFoundError: no sentinel answered with a usable primary
+            redis.sentinel.MasterNotFoundError: no sentinel answered with a usable primary
                 (the message lists each sentinel's error).
         """
         errors: List[str] = []
