@@ -419,14 +419,7 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
         Returns:
             The value, or None.
 
-        Raises:
-            redis.ResponseError: the command's error reply (after following
-                MOVED/ASK/TRYAGAIN).
-            redis.ClusterError: still redirected after ``max_redirections``.
-            redis.ConnectionError: the node's connection broke and the
-                command was not safe to send again.
-            redis.TimeoutError: no reply within ``socket_timeout``.
-            geredis.ClientClosedError: the client was closed.
+        Raises what :meth:`execute_command` raises.
         """
         return self.execute_command("GET", name)
 
@@ -444,14 +437,7 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
             True (or the old value with ``get=True``; None when ``nx``/``xx``
             prevented it).
 
-        Raises:
-            redis.ResponseError: the command's error reply (after following
-                MOVED/ASK/TRYAGAIN).
-            redis.ClusterError: still redirected after ``max_redirections``.
-            redis.ConnectionError: the node's connection broke and the
-                command was not safe to send again.
-            redis.TimeoutError: no reply within ``socket_timeout``.
-            geredis.ClientClosedError: the client was closed.
+        Raises what :meth:`execute_command` raises.
         """
         if args or kwargs:
             return super().set(name, value, *args, **kwargs)
