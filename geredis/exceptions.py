@@ -89,9 +89,15 @@ def reply_error(message: str) -> ResponseError:
 
     Returns:
         The exception object (not raised): the reader hands it to the
-        command's caller as its reply, and the caller raises it.
+        command's caller as its reply, and the caller raises it. A reply
+        redis-py's mapping cannot build (``"ASK"`` or ``"MOVED"`` without a
+        slot and an address) is a plain ``ResponseError``: an odd error
+        text must never break the reader.
     """
-    return BaseParser.parse_error(message)  # type: ignore[no-untyped-call,no-any-return]
+    try:
+        return BaseParser.parse_error(message)  # type: ignore[no-untyped-call,no-any-return]
+    except (ValueError, TypeError, IndexError):
+        return ResponseError(message)
 
 
 class PoolExhaustedError(ConnectionError):

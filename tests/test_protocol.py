@@ -81,6 +81,9 @@ CASES = [
     ("error", b"-ERR unknown command\r\n", reply_error("ERR unknown command")),
     ("error-noscript", b"-NOSCRIPT No matching script\r\n", reply_error("NOSCRIPT No matching script")),
     ("error-empty", b"-\r\n", reply_error("")),
+    # redis-py's mapping cannot build these (no slot and address): plain errors.
+    ("error-ask-bare", b"-ASK\r\n", ResponseError("ASK")),
+    ("error-moved-short", b"-MOVED 12\r\n", ResponseError("MOVED 12")),
     ("int-zero", b":0\r\n", 0),
     ("int-negative", b":-12\r\n", -12),
     ("int-12345", b":12345\r\n", 12345),
