@@ -25,6 +25,10 @@ that one is no longer OPEN (broken, dropped by ``disconnect()``) it asks the
 ServerConnections again. ``close()`` detaches, closing the connections if it
 was the last client attached; the next command attaches again and reconnects.
 ``close(final=True)`` shuts the client down for good.
+
+With ``cache_config=``/``cache=`` (client-side caching, ``geredis/cache``)
+the ServerConnections owns a ``ClientCache`` (``r.cache``): cacheable reads
+go through it, and the slot of every other command comes from it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from redis._parsers.encoders import Encoder
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 
+from .cache.client_cache import NOT_CACHED, ClientCache, cache_option
+from .cache.commands import CachedCommands
 from .connection import Connection, State
 from .dedicated import MAX_DEDICATED, DedicatedPool, wait_bound
 from .exceptions import ClientClosedError, ConnectionClosedError, SharedConnectionError
@@ -106,6 +112,10 @@ class Redis(redis.Redis):  # type: ignore[misc]
             takes, 0 fails at once.
         pipeline_threshold: pipelines with more commands than this (default
             2000) run on a dedicated connection instead of the shared one.
+        cache_config, cache: client-side caching (redis-py's arguments):
+            a ``redis.cache.CacheConfig`` or ``geredis.cache.CacheConfig``,
+            or a ``geredis.cache.ClientCache``; RESP3 only. See
+            docs/caching.md.
 
     Clients with the same settings in one OS thread share one connection
     (``connection_pool`` says which settings; see ``server.py``).
@@ -118,11 +128,17 @@ class Redis(redis.Redis):  # type: ignore[misc]
     _is_async_client = False
     _repr_name = "geredis.Redis"
     connection_pool: ConnectionPool  # type: ignore[assignment]
+    #: The client-side cache of the connections in use (None: no caching).
+    _cache: Optional[ClientCache] = None
+    _cached_view: Optional[CachedCommands] = None
 
     def __init__(self, **kwargs: Any) -> None:
         self.pipeline_threshold: int = kwargs.pop("pipeline_threshold", PIPELINE_THRESHOLD)
         source = kwargs.pop("connection_pool", None)
         options = {k: kwargs.pop(k) for k in _GEREDIS_OPTIONS if k in kwargs}
+        cache = cache_option(kwargs.pop("cache_config", None), kwargs.pop("cache", None))
+        if cache is not None:
+            options["cache"] = cache
         if source is None:
             retry_kwargs: Dict[str, Any] = {}
             pool = ConnectionPool(settings_from_kwargs(_pop_connection_args(kwargs)), **options)
@@ -184,6 +200,7 @@ class Redis(redis.Redis):  # type: ignore[misc]
                 raise ClientClosedError("this geredis client was closed for good")
             shared = self._shared = self.connection_pool.connections()
             shared.users += 1
+            self._cache = shared.cache
             # Equal to the pool's, and the very object the connections are
             # opened from, so CLIENT SETNAME reaches reconnects.
             self.settings = shared.settings
@@ -259,6 +276,11 @@ class Redis(redis.Redis):  # type: ignore[misc]
         route = ROUTES.get(command)
         if route is not None and route(self, command, args):
             return self._execute_dedicated(command, args, options)
+        cache = self._cache
+        if cache is not None and command in cache.reads:
+            result = cache.read(self, command, args, options)
+            if result is not NOT_CACHED:
+                return result
         packed = self._packer.pack(args)
         if real_thread_id() != self._owner_thread:
             check_thread(self._owner_thread)
@@ -266,11 +288,13 @@ class Redis(redis.Redis):  # type: ignore[misc]
         if conn is None or conn.state is not _OPEN or len(conn._pending) >= conn.max_in_flight:
             conn = self._usable_connection()
         waiter = Waiter()
-        conn.submit(packed, waiter, NEVER_DECODE in options)
+        slot = waiter if cache is None else cache.slot(conn, command, args, waiter, options)
+        conn.submit(packed, slot, NEVER_DECODE in options and slot is waiter)
         try:
             reply = waiter.get()  # TimeoutError after socket_timeout
         except self._retry.errors as exc:
-            reply = self._retry_command(command, packed, options, conn.opened, exc)
+            reply = self._retry_command(command, packed, options, conn.opened, exc, None
+                                        if cache is None else cache.slot_for(command, args, options))
         except RedisError as exc:  # free in the success path (3.11 exception tables)
             self._stats.error(exc)
             raise
@@ -298,6 +322,13 @@ class Redis(redis.Redis):  # type: ignore[misc]
                 f"{command} blocks; call it with execute_command (it runs on a"
                 " dedicated connection), not execute_async"
             )
+        cache = self._cache
+        if cache is not None and command in cache.reads:
+            if real_thread_id() != self._owner_thread:
+                check_thread(self._owner_thread)
+            result = cache.read_async(self, command, args, options)
+            if result is not NOT_CACHED:
+                return result  # type: ignore[no-any-return]
         packed = self._packer.pack(args)
         if real_thread_id() != self._owner_thread:
             check_thread(self._owner_thread)
@@ -305,7 +336,13 @@ class Redis(redis.Redis):  # type: ignore[misc]
         if conn is None or conn.state is not _OPEN or len(conn._pending) >= conn.max_in_flight:
             conn = self._usable_connection()
         slot = FutureSlot()
-        conn.submit(packed, slot, NEVER_DECODE in options)
+        queued = slot if cache is None else cache.slot(conn, command, args, slot, options)
+        conn.submit(packed, queued, NEVER_DECODE in options and queued is slot)
+        return self._future(command, options, slot)
+
+    def _future(self, command: str, options: Dict[str, Any], slot: AsyncResult) -> AsyncResult:
+        """An AsyncResult for what ``execute_command`` would return once
+        ``slot`` holds the raw reply."""
         result = AsyncResult()
 
         def resolve(done: AsyncResult) -> None:
@@ -329,12 +366,13 @@ class Redis(redis.Redis):  # type: ignore[misc]
 
     def _retry_command(
         self, command: str, packed: bytes, options: Dict[str, Any], sent: bool,
-        exc: BaseException,
+        exc: BaseException, slot_for: Optional[Callable[[Connection, Waiter], Any]] = None,
     ) -> Any:
         """Send a command again after its connection failed, when it is safe
         (see ``retry.py``; ``sent`` is False if it never left); raise the
         last error otherwise. With an address resolver, a pause ends early
-        when the resolver learns a new address (a failover)."""
+        when the resolver learns a new address (a failover). ``slot_for(conn,
+        waiter)`` makes the slot to queue (a caching client's writes)."""
         failures = 1
         resolver = self.settings.address_resolver
         while self._retry.should_retry(command, exc, failures, sent):
@@ -345,7 +383,9 @@ class Redis(redis.Redis):  # type: ignore[misc]
             conn = self._usable_connection()
             sent = True
             waiter = Waiter()
-            conn.submit(packed, waiter, NEVER_DECODE in options)
+            slot = waiter if slot_for is None else slot_for(conn, waiter)
+            # A slot of its own knows about NEVER_DECODE itself.
+            conn.submit(packed, slot, slot is waiter and NEVER_DECODE in options)
             try:
                 return waiter.get()
             except self._retry.errors as again:
@@ -408,6 +448,8 @@ class Redis(redis.Redis):  # type: ignore[misc]
 
     def get(self, name: Any) -> Any:
         """``GET name`` (redis-py's ``get``, minus its per-call option dict)."""
+        if self._cache is not None:
+            return self._cache.get(self, name)
         return self.execute_command("GET", name)
 
     def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
@@ -422,6 +464,33 @@ class Redis(redis.Redis):  # type: ignore[misc]
 
     def get_encoder(self) -> Encoder:
         return self.connection_pool.get_encoder()
+
+    @property
+    def cache(self) -> Optional[ClientCache]:
+        """``r.cache``: the client-side cache (``cache_config=``) of the
+        connections this client uses, shared with the clients of equal
+        settings; None without caching."""
+        return self._cache
+
+    @property
+    def cached(self) -> CachedCommands:
+        """``r.cached.get(key, ttl=...)``: reads cached on request (in every
+        mode; the only cached reads in ``"optin"`` mode). Needs a caching client."""
+        view = self._cached_view
+        if view is None:
+            view = self._cached_view = CachedCommands(self)
+        return view
+
+    def get_cache(self) -> Optional[ClientCache]:  # type: ignore[override]
+        """redis-py's accessor: ``r.cache``."""
+        return self._cache
+
+    def _after_foreign_write(self, commands: Any) -> None:
+        """Commands (names) ran on another connection (pipeline, blocking
+        command, ``r.client()``): keep the cache from serving what they may
+        have changed until their invalidations are in."""
+        if self._cache is not None:
+            self._cache.after_write(self, commands)
 
     def get_connection_kwargs(self) -> Dict[str, Any]:
         return self.connection_pool.connection_kwargs
@@ -462,6 +531,8 @@ class Redis(redis.Redis):  # type: ignore[misc]
         except Exception as exc:
             self._stats.error(exc)
             raise
+        finally:
+            self._after_foreign_write((command,))
         return self._finish(command, reply, options)
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None, *,

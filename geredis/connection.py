@@ -24,6 +24,12 @@ How this works (hiredis's async context, in gevent terms):
   with a ConnectionError. A CLOSED connection is never reused; the owner opens
   a new one.
 
+* With a client-side cache (``cache=``, a ``geredis.cache`` store), the
+  handshake also starts CLIENT TRACKING, push frames (invalidations) go to the
+  store in stream order with the replies, the cache's slots run their hooks
+  as their replies are parsed (``ReaderSlot.parsed``), and ``_fail`` empties
+  the store before anyone can read it.
+
 State: CONNECTING -> OPEN -> CLOSING -> CLOSED (any state may jump to CLOSED).
 Commands may be submitted while CONNECTING (they leave after the handshake)
 and while OPEN; CLOSING lets the pending ones finish.
@@ -81,6 +87,8 @@ class Connection:
             dropped when None.
         parser: ``"auto"``, ``"hiredis"`` or ``"python"``.
         stats: the owner's counters (``r.stats()``); a private set when None.
+        cache: a ``geredis.cache.store.Store`` kept in step with this
+            connection (tracking, invalidations, reader hooks), or None.
     """
 
     def __init__(
@@ -90,8 +98,13 @@ class Connection:
         on_push: Optional[Callable[[List[Any]], None]] = None,
         parser: str = "auto",
         stats: Optional[ClientStats] = None,
+        cache: Optional[Any] = None,
     ) -> None:
         self.settings = settings
+        #: The client-side cache store fed by this connection, or None.
+        self.cache: Any = cache
+        if cache is not None and on_push is None:
+            on_push = cache.on_push
         self.stats = stats if stats is not None else ClientStats(settings)
 
         self.state = _CONNECTING
@@ -251,7 +264,8 @@ class Connection:
                 raise
 
     def _open(self) -> None:
-        self._sock = open_initialised(self.settings, self._reader, self._packer)
+        extra = () if self.cache is None else ((self.cache.settings.tracking_command(), False),)
+        self._sock = open_initialised(self.settings, self._reader, self._packer, extra)
 
     @property
     def bytes_received(self) -> int:
@@ -287,6 +301,10 @@ class Connection:
                 try:
                     reply = gets(decode)
                 except UnicodeDecodeError as exc:
+                    if self.cache is not None:  # an invalidation or a reply? cannot tell
+                        raise ProtocolError(
+                            f"{self.settings.address}: undecodable bytes on a tracking"
+                            f" connection ({exc}); see encoding_errors") from exc
                     reply = exc  # this caller's problem, not the stream's
                 if reply is NEED_DATA:
                     break
@@ -307,10 +325,8 @@ class Connection:
                         stats.late_replies += 1
                 if head is not None:
                     self._special -= 1
-                    try:
-                        reply = head.parsed(reply)
-                    except Exception as exc:  # noqa: B902 - the hook's bug is its caller's
-                        reply = exc
+                    if not integrity:  # else once the batch's marker proved it
+                        reply = _parsed(head, reply)
                 if integrity:
                     self._check_integrity(slot, reply, woken)
                 else:
@@ -338,8 +354,12 @@ class Connection:
         if type(slot) is not MarkerSlot:
             self._held += (slot, reply)
         elif slot.matches(reply):
-            woken += self._held
-            self._held.clear()
+            held = self._held
+            for i in range(0, len(held), 2):
+                if isinstance(held[i], ReaderSlot):
+                    held[i + 1] = _parsed(held[i], held[i + 1])
+            woken += held
+            held.clear()
         else:
             raise ProtocolError(
                 f"{self.settings.address}: reply stream desynchronised (integrity"
@@ -371,6 +391,8 @@ class Connection:
             return
         self.state = _CLOSED
         self.error = exc
+        if self.cache is not None:
+            self.cache.connection_lost()  # before any caller can read it
         self._writer.stop()
         self._receiver.stop()
         if self._sock is not None:
@@ -392,6 +414,14 @@ class Connection:
         self._closed.set()
         if not isinstance(exc, ClientClosedError):
             logger.debug("connection to %s closed: %r", self.settings.address, exc)
+
+
+def _parsed(slot: ReaderSlot, reply: Any) -> Any:
+    # A ReaderSlot's hook, in stream order; its bug is its own caller's error.
+    try:
+        return slot.parsed(reply)
+    except Exception as exc:  # noqa: B902
+        return exc
 
 
 def _throw_all(slots: List[Any], exc: BaseException, address: str) -> None:

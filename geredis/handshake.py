@@ -32,9 +32,11 @@ from .settings import ConnectionSettings, HandshakeStep
 __all__ = ["open_initialised"]
 
 
-def open_initialised(settings: ConnectionSettings, reader: Any, packer: Packer) -> Any:
+def open_initialised(settings: ConnectionSettings, reader: Any, packer: Packer,
+                     extra: Sequence[HandshakeStep] = ()) -> Any:
     """A connected, initialised gevent socket; ``reader`` has consumed the
-    handshake's replies and is ready for the first command's.
+    handshake's replies and is ready for the first command's. ``extra``
+    steps (CLIENT TRACKING for a client-side cache) follow the settings' own.
 
     With an ``address_resolver`` in ``settings``, the resolver picks the node
     (and may add its own steps, such as ``ROLE``).
@@ -59,12 +61,14 @@ def open_initialised(settings: ConnectionSettings, reader: Any, packer: Packer) 
     """
     resolver = settings.address_resolver
     if resolver is None:
-        return _open(settings, reader, packer, ())[0]
+        return _open(settings, reader, packer, tuple(extra))[0]
 
-    def open_node(host: str, port: int, extra: Sequence[HandshakeStep] = ()) -> Tuple[Any, List[Any]]:
+    def open_node(host: str, port: int, own: Sequence[HandshakeStep] = ()) -> Tuple[Any, List[Any]]:
+        # The resolver's own steps (ROLE) first; it gets their replies only.
         node = dataclasses.replace(settings, host=host, port=port, address_resolver=None)
         share_ssl_context(settings, node)
-        return _open(node, reader, packer, extra)
+        sock, replies = _open(node, reader, packer, tuple(own) + tuple(extra))
+        return sock, replies[:len(own)]
 
     return resolver.connect(open_node)
 
@@ -105,7 +109,8 @@ def _handshake(sock: Any, settings: ConnectionSettings, reader: Any, packer: Pac
                 )
             if isinstance(reply, RedisConnectionError):
                 raise reply  # AuthenticationError and friends, as they are
-            raise ConnectionClosedError(f"handshake {args[0]} failed: {reply}")
+            name = " ".join(str(arg) for arg in args[:2]) if args[0] == "CLIENT" else args[0]
+            raise ConnectionClosedError(f"handshake {name} failed: {reply}")
     return replies[len(steps) - len(extra):]
 
 

@@ -322,8 +322,11 @@ class PinnedRedis(Redis):
         conn = self._usable_connection()
         # A timed-out command's late reply is dropped by the connection; only
         # an abandoned blocking command forces the connection closed.
-        reply = call(conn, packed, NEVER_DECODE in options,
-                     wait_bound(extra, self._timeout), abort=extra > 0)
+        try:
+            reply = call(conn, packed, NEVER_DECODE in options,
+                         wait_bound(extra, self._timeout), abort=extra > 0)
+        finally:
+            self._parent._after_foreign_write((command,))
         if not isinstance(reply, Exception):
             full = _full_name(command, args)
             if full == "SELECT":
@@ -373,6 +376,9 @@ class PinnedRedis(Redis):
             A new :class:`PinnedRedis` holding one more dedicated permit.
         """
         return self._parent.client()
+
+    def _after_foreign_write(self, commands: Any) -> None:
+        self._parent._after_foreign_write(commands)
 
     def monitor(self) -> Monitor:
         """The parent's ``monitor()``: a monitor on a connection of its own.

@@ -256,12 +256,14 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
             reply = call(conn, packed, NEVER_DECODE in options, bound,
                          abort=self._pinned is None or extra > 0)
         except (ConnectionError, RedisTimeoutError) as exc:
+            self._client._after_foreign_write((command,))
             if self.watching:
                 self.reset()
                 raise WatchError(
                     f"A {type(exc).__name__} occurred while watching one or more keys"
                 ) from exc
             raise
+        self._client._after_foreign_write((command,))
         if not isinstance(reply, Exception):
             if command == "WATCH":
                 self.watching = True
@@ -338,6 +340,7 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
             raise
         finally:
             self.reset()
+            self._client._after_foreign_write(_name(args[0]) for args, _ in stack)
 
     def _run(self, commands: Sequence[Command], extra: float,
              consume: Callable[[int, List[Any]], None]) -> None:

@@ -38,6 +38,7 @@ import redis
 from gevent.monkey import get_original
 from redis._parsers.encoders import Encoder
 
+from .cache.client_cache import check as check_cache
 from .compat import settings_from_kwargs
 from .dedicated import MAX_DEDICATED
 from .server import ServerConnections, shared_connections
@@ -187,15 +188,22 @@ class ConnectionPool:
             settings (the registry in ``server.py``); False gives this pool
             connections of its own (a cluster client's nodes: they live and
             die with that client).
+        cache: client-side caching (``geredis.cache.client_cache.cache_option``:
+            a cache config or a ``ClientCache``), or None.
+
+    Raises:
+        ValueError: a cache option that cannot work with these settings.
     """
 
     def __init__(self, settings: ConnectionSettings, *, parser: str = "auto",
                  max_dedicated: int = MAX_DEDICATED,
-                 dedicated_timeout: Optional[float] = None, shared: bool = True) -> None:
+                 dedicated_timeout: Optional[float] = None, shared: bool = True,
+                 cache: Any = None) -> None:
         self.parser = parser
         self.max_dedicated = max_dedicated
         self.dedicated_timeout = dedicated_timeout
         self.shared = shared
+        self.cache = cache
         self._local = _ThreadLocal()  # .owner: this OS thread's ServerConnections
         self._clients: "weakref.WeakSet[Redis]" = weakref.WeakSet()
         self._set_settings(settings)
@@ -204,6 +212,8 @@ class ConnectionPool:
         return f"<geredis.ConnectionPool {self.settings.address} db={self.settings.db}>"
 
     def _set_settings(self, settings: ConnectionSettings) -> None:
+        if self.cache is not None:
+            check_cache(self.cache, settings)  # ValueError before anything changes
         self.settings = settings
         self._local = _ThreadLocal()  # every thread looks its connections up again
         self.connection_kwargs = ConnectionKwargs(settings.connection_kwargs(), self._kwargs_changed)
@@ -226,7 +236,7 @@ class ConnectionPool:
             make = shared_connections if self.shared else ServerConnections
             owner = self._local.owner = make(
                 self.settings, parser=self.parser, max_dedicated=self.max_dedicated,
-                dedicated_timeout=self.dedicated_timeout,
+                dedicated_timeout=self.dedicated_timeout, cache=self.cache,
             )
         return owner
 
@@ -347,7 +357,8 @@ def pool_for(source: Any, options: Dict[str, Any]) -> Tuple[ConnectionPool, Dict
         if same:
             return source, {}
         merged = {"parser": source.parser, "max_dedicated": source.max_dedicated,
-                  "dedicated_timeout": source.dedicated_timeout, **options}
+                  "dedicated_timeout": source.dedicated_timeout, "cache": source.cache,
+                  **options}
         return ConnectionPool(source.settings, **merged), {}
     cls = getattr(source, "connection_class", None)
     kind = _CLASSES.get(cls) if isinstance(cls, type) else None

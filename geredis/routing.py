@@ -163,8 +163,8 @@ _CLIENT_SUBCOMMANDS: Dict[str, Check] = {
         " use a redis.Redis client for it"
     ),
     "TRACKING": _refuse(
-        "(client-side caching) is not supported on the shared connection;"
-        " use a redis.Redis client for it"
+        "would change what every greenlet's reads track; pass cache_config= to"
+        " geredis.Redis() for client-side caching (docs/caching.md)"
     ),
 }
 

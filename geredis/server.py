@@ -32,6 +32,11 @@ How this works:
   holds (``guards.py`` already disowned the parent's sockets); the child's
   next command opens connections of its own.
 
+With client-side caching (``cache=``, see ``geredis/cache``), the cache
+option is part of what clients must have in common to share, and the
+ServerConnections owns the :class:`~geredis.cache.ClientCache`: each shared
+connection it opens gets a store of its own and starts CLIENT TRACKING.
+
 A cluster client's node clients each get a ServerConnections of their own
 (``ConnectionPool(shared=False)``: built directly, not through the registry),
 so they live and die with that cluster client. The whole contract is
@@ -48,6 +53,7 @@ from typing import Any, Hashable, Mapping, Optional, Tuple
 
 from gevent.monkey import get_original
 
+from .cache.client_cache import cache_for, share_key
 from .connection import Connection, State
 from .dedicated import MAX_DEDICATED, DedicatedPool
 from .observability.stats import ClientStats, Stats, snapshot
@@ -71,11 +77,12 @@ class ServerConnections:
         dedicated_timeout: how long a pipeline, transaction, pinned client or
             monitor waits for a free dedicated connection (None: as long as
             it takes).
+        cache: the client-side cache option (``cache_option()``), or None.
     """
 
     def __init__(self, settings: ConnectionSettings, *, parser: str = "auto",
                  max_dedicated: int = MAX_DEDICATED,
-                 dedicated_timeout: Optional[float] = None) -> None:
+                 dedicated_timeout: Optional[float] = None, cache: Any = None) -> None:
         self.settings = settings
         self.parser = parser
         self.max_dedicated = max_dedicated
@@ -84,6 +91,10 @@ class ServerConnections:
         self.connection: Optional[Connection] = None
         #: The counters of these connections (``r.stats()``, metrics).
         self.counters = ClientStats(settings, self)
+        #: The client-side cache of the shared connections, or None.
+        self.cache = cache_for(cache)
+        if self.cache is not None:
+            self.cache.bind(settings, self.counters)
         self.dedicated = self._new_dedicated_pool()
         #: Clients attached (see ``geredis.Redis.close``).
         self.users = 0
@@ -137,7 +148,8 @@ class ServerConnections:
                 if conn is not None:
                     self.counters.reconnects += 1
                 conn = self.connection = Connection(
-                    self.settings, parser=self.parser, stats=self.counters
+                    self.settings, parser=self.parser, stats=self.counters,
+                    cache=None if self.cache is None else self.cache.new_store(),
                 )
             if conn.pending < conn.max_in_flight:
                 return conn
@@ -251,7 +263,8 @@ def settings_key(settings: ConnectionSettings) -> Tuple[Any, ...]:
 
 def shared_connections(settings: ConnectionSettings, *, parser: str = "auto",
                        max_dedicated: int = MAX_DEDICATED,
-                       dedicated_timeout: Optional[float] = None) -> ServerConnections:
+                       dedicated_timeout: Optional[float] = None,
+                       cache: Any = None) -> ServerConnections:
     """The ServerConnections of this OS thread for these settings and
     options, made on first use; see the module comment.
 
@@ -268,11 +281,12 @@ def shared_connections(settings: ConnectionSettings, *, parser: str = "auto",
         and options (held weakly by the registry: keep a reference).
     """
     registry = _registry()
-    key = (parser, max_dedicated, dedicated_timeout, settings_key(settings))
+    key = (parser, max_dedicated, dedicated_timeout, share_key(cache, settings),
+           settings_key(settings))
     owner = registry.get(key)
     if owner is None:
         owner = ServerConnections(settings, parser=parser, max_dedicated=max_dedicated,
-                                  dedicated_timeout=dedicated_timeout)
+                                  dedicated_timeout=dedicated_timeout, cache=cache)
         registry[key] = owner
     return owner
 

@@ -32,6 +32,14 @@ left half-open, 100 fresh commands must succeed within ``RECOVERY_SECONDS``).
 An *older* unknown write seen after a newer acknowledged one is counted as
 ``stale``, not as a bug: its bytes sat in the network (a held proxy link) and
 reached the server after the client had moved to a new connection.
+
+Caching mode (``--cache``): the client caches its reads (RESP3, CLIENT
+TRACKING), so every GET above also checks read-your-writes through the
+cache; a third of the operations go to hot counters shared by all workers,
+written by another client (straight to the server) and by this one, and
+every read of them is checked with ``tests/chaoscache.py``'s invariant
+(STALE hot reads: a read older than what was acknowledged before the
+cached client's last completed round trip).
 """
 
 from __future__ import annotations
@@ -49,9 +57,11 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 import geredis
+from geredis.cache import CacheConfig
 from geredis.connection import BackgroundGreenlet
 from geredis.settings import ConnectionSettings
 
+from .chaoscache import CacheInvariant
 from .chaosproxy import ChaosProxy
 from .conftest import RedisServer
 
@@ -111,8 +121,9 @@ class Chaos:
     restarted ``restarts`` times, evenly spread over the run."""
 
     def __init__(self, server: RedisServer, seconds: float, greenlets: int, seed: int = 0,
-                 restarts: int = 1, faults: bool = True) -> None:  # fmt: skip
+                 restarts: int = 1, faults: bool = True, cache: bool = False) -> None:  # fmt: skip
         self.server = server
+        self.cache = cache
         self.seconds = seconds
         self.rng = random.Random(seed)
         self.restarts = restarts
@@ -128,6 +139,11 @@ class Chaos:
         self.bound = (RETRIES + 1) * 2 * SOCKET_TIMEOUT + RETRIES * BACKOFF_CAP
         run = f"chaos{self.rng.getrandbits(32):08x}"
         self.workers = [Worker(i, run) for i in range(greenlets)]
+        self.hot_keys: Optional[CacheInvariant] = None
+        if cache:  # hot keys, and "another client" writing them straight to the server
+            self.hot_keys = CacheInvariant(self.client, run)
+            self.hot_writer = geredis.Redis(host="127.0.0.1", port=server.port,
+                                            socket_timeout=SOCKET_TIMEOUT)
         self.max_watchdog_lag = 0.0
         #: Seconds the event loop could not run at all (a starved process):
         #: no caller can be answered then, so it extends their deadlines.
@@ -141,6 +157,8 @@ class Chaos:
             socket_connect_timeout=SOCKET_TIMEOUT,
             retry=Retry(ExponentialBackoff(cap=BACKOFF_CAP, base=0.02), RETRIES),
         )  # fmt: skip
+        if self.cache:
+            kwargs.update(protocol=3, cache_config=CacheConfig(ttl=10))
         if "health_check_interval" in ConnectionSettings.__dataclass_fields__:
             kwargs["health_check_interval"] = HEALTH_CHECK_INTERVAL
         else:
@@ -157,16 +175,21 @@ class Chaos:
         rng, c = self.rng, self.client
         w.ops += 1
         op = w.ops
-        kind = rng.choices(("SET", "GET", "INCR"), (4, 4, 2))[0]
+        kind = rng.choices(("SET", "GET", "INCR", "HOT"), (4, 4, 2, 5 if self.hot_keys else 0))[0]
         value = f"{w.index}:{op}:{rng.getrandbits(32):x}".encode()
         limit = rng.uniform(0.01, 1.0) if rng.random() < 0.3 else None
         start = time.monotonic()
-        self.inflight[w.index] = (op, kind, start, start + (limit or self.bound), self.lag_total)
+        bound = 2 * self.bound if kind == "HOT" else self.bound  # two commands at most
+        self.inflight[w.index] = (op, kind, start, start + (limit or bound), self.lag_total)
         done = False
         if kind == "SET":
             w.unknown_sets[value] = op  # until acknowledged
         try:
             with gevent.Timeout(limit):
+                if kind == "HOT" and self.hot_keys is not None:
+                    self.hot_keys.op(rng, self.hot_writer)
+                    done = True
+                    return
                 if kind == "SET":
                     reply: Any = c.set(w.skey, value)
                 elif kind == "GET":
@@ -192,7 +215,7 @@ class Chaos:
             self.inflight.pop(w.index, None)
             if not done and kind == "INCR":
                 w.unknown_incrs += 1
-            if not done and kind != "GET":
+            if not done and kind not in ("GET", "HOT"):
                 self.counts[f"unknown {kind}"] += 1
 
     def _check(self, w: Worker, op: int, kind: str, value: bytes, reply: Any) -> None:
@@ -320,12 +343,16 @@ class Chaos:
         for w in self.workers:
             self._spawn(w)
         helpers = [gevent.spawn(self._watchdog)]
+        if self.hot_keys is not None:
+            helpers.append(gevent.spawn(self.hot_keys.track))
         if self.faults:
             helpers.append(gevent.spawn(self._killer))
             self._chaos(started)
         else:
             gevent.sleep(self.seconds)
         self.stopping = True
+        if self.hot_keys is not None:
+            self.hot_keys.stopping = True
         self._heal()
         gevent.killall(helpers[1:])
         gevent.joinall([w.greenlet for w in self.workers], timeout=self.bound + 2 * SLACK)
@@ -338,6 +365,10 @@ class Chaos:
             self._final_fault()
         self._recover()
         self._verify()
+        if self.hot_keys is not None:
+            self.counts.update(self.hot_keys.report())
+            self.examples += self.hot_keys.examples
+            self.hot_writer.close(timeout=1)
         self.client.close(timeout=1)
         self._shutdown()
         self.counts["seconds"] = int(time.monotonic() - started)
@@ -407,8 +438,22 @@ class Chaos:
     @property
     def violations(self) -> Dict[str, int]:
         names = ("WRONG replies", "STUCK past deadline", "LOST writes", "BACKGROUND CRASHES",
-                 "NOT RECOVERED after healing", "workers still running at the end")  # fmt: skip
+                 "NOT RECOVERED after healing", "workers still running at the end",
+                 "STALE hot reads")  # fmt: skip
         return {name: self.counts.get(name, 0) for name in names}
+
+
+def run_once(seconds: float, greenlets: int, seed: int, restarts: int = 1,
+             cache: bool = False) -> Chaos:
+    """One chaos run on a fresh server (started with ``AOF_ARGS``, then
+    removed); returns the run, its counts and report ready."""
+    server = RedisServer(None, *AOF_ARGS).start()
+    try:
+        chaos = Chaos(server, seconds, greenlets, seed=seed, restarts=restarts, cache=cache)
+        chaos.run()
+    finally:
+        server.cleanup()
+    return chaos
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -425,6 +470,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="cluster mode: manual failovers (default: one per 20 s)")
     parser.add_argument("--kills", type=int, default=None,
                         help="cluster mode: SIGKILLed primaries (default: one per 30 s)")
+    parser.add_argument("--cache", action="store_true",
+                        help="client-side caching on, with the hot-key invariant")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     chaos: Chaos
@@ -439,12 +486,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             failovers=args.failovers if args.failovers is not None else max(1, per // 20),
         )  # fmt: skip
     else:
-        server = RedisServer(None, *AOF_ARGS).start()
-        try:
-            chaos = Chaos(server, args.seconds, args.greenlets, seed=seed, restarts=args.restarts)
-            chaos.run()
-        finally:
-            server.cleanup()
+        chaos = run_once(args.seconds, args.greenlets, seed, args.restarts, args.cache)
     mode = "cluster " if args.cluster else ""
     print(f"{mode}chaos run: {args.greenlets} greenlets, {args.seconds}s, seed {seed}")
     print(chaos.report())

@@ -15,7 +15,10 @@ a chunk a pump applies the proxy's current faults:
   connections work. Only the client's own dead-peer detection ends those;
 * ``cut(after=n)``: each open connection forwards ``n`` more bytes from the
   server, then both of its sockets are closed: a reply cut in the middle;
-* ``refuse()``: new connections are closed as soon as they are accepted.
+* ``refuse()``: new connections are closed as soon as they are accepted;
+* ``hold_replies()``: on the connections open *now*, the client's bytes
+  reach the server and the server's wait in the proxy (a reply delayed on
+  its way back) until ``heal()``; new connections are not held.
 
 ``heal()`` clears latency, blackhole and refusal (stranded connections stay
 stranded). ``stop()`` closes every socket and ends every greenlet.
@@ -49,6 +52,8 @@ class _Link:
         #: Set while this link may forward; cleared for good by strand().
         self.alive = Event()
         self.alive.set()
+        #: Server bytes wait while True (hold_replies).
+        self.held = False
         self.pumps: List[gevent.Greenlet] = []
 
     def close(self) -> None:
@@ -67,7 +72,8 @@ class _Link:
                 data = src.recv(CHUNK)
                 if not data:
                     break
-                while not self.closed and not (proxy.flowing.is_set() and self.alive.is_set()):
+                while not self.closed and not (proxy.flowing.is_set() and self.alive.is_set()
+                                               and not (from_server and self.held)):
                     gevent.sleep(0.01)  # held: blackholed or stranded
                 if self.closed:
                     break
@@ -150,6 +156,14 @@ class ChaosProxy:
         """``cut`` after a random number of bytes: usually mid-reply."""
         return self.cut(rng.randint(0, most))
 
+    def hold_replies(self) -> int:
+        """On the open connections, forward the client's bytes and hold the
+        server's until ``heal()``. Returns how many are held."""
+        links = list(self.links)
+        for link in links:
+            link.held = True
+        return len(links)
+
     def refuse(self) -> None:
         """Close new connections as soon as they are accepted."""
         self.refusing = True
@@ -159,6 +173,8 @@ class ChaosProxy:
         self.latency = 0.0
         self.refusing = False
         self.flowing.set()
+        for link in self.links:
+            link.held = False
 
     # -- plumbing ------------------------------------------------------------
 

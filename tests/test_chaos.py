@@ -20,7 +20,7 @@ import redis
 import geredis
 from geredis.settings import ConnectionSettings
 
-from .chaos import AOF_ARGS, Chaos
+from .chaos import run_once
 from .chaosproxy import ChaosProxy
 from .conftest import RedisServer
 
@@ -93,12 +93,7 @@ def test_stranded_connection_is_replaced_by_the_health_check(proxy: ChaosProxy) 
 
 @pytest.mark.timeout(90)
 def test_chaos_run() -> None:
-    server = RedisServer(None, *AOF_ARGS).start()
-    try:
-        chaos = Chaos(server, seconds=10, greenlets=300, seed=12345, restarts=1)
-        chaos.run()
-    finally:
-        server.cleanup()
+    chaos = run_once(seconds=10, greenlets=300, seed=12345)
     print(chaos.report())
     assert not any(chaos.violations.values()), chaos.report()
     assert chaos.counts["server restarts"] == 1

@@ -1,0 +1,1 @@
+"""Client-side caching tests (real servers; see conftest.py)."""
