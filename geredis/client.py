@@ -482,7 +482,12 @@ class Redis(redis.Redis):  # type: ignore[misc]
         return view
 
     def get_cache(self) -> Optional[ClientCache]:  # type: ignore[override]
-        """redis-py's accessor: ``r.cache``."""
+        """redis-py's accessor: ``r.cache``.
+
+        Returns:
+            The :class:`~geredis.cache.ClientCache` of this client's shared
+            connections, or None without caching.
+        """
         return self._cache
 
     def _after_foreign_write(self, commands: Any) -> None:

@@ -48,6 +48,10 @@ def open_initialised(settings: ConnectionSettings, reader: Any, packer: Packer,
         reader: a fresh RESP reader (:func:`~geredis.protocol.make_reader`)
             that goes on reading the connection's replies.
         packer: the :class:`~geredis.protocol.Packer` for the steps.
+        extra: more steps, ``(args, optional)`` pairs, sent in the same
+            write after the settings' own (and the resolver's): a
+            client-side cache's ``CLIENT TRACKING ON ...``. An error reply
+            to a step that is not optional fails the connection.
 
     Returns:
         The connected socket (a ``gevent.ssl.SSLSocket`` over TLS), with no

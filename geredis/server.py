@@ -275,10 +275,20 @@ def shared_connections(settings: ConnectionSettings, *, parser: str = "auto",
         dedicated_timeout: how long a pipeline, transaction, pinned client or
             monitor waits for a free dedicated connection (None: as long as
             it takes).
+        cache: the client-side cache option
+            (:func:`~geredis.cache.client_cache.cache_option`), or None:
+            clients share connections only with equal options (equal
+            resolved cache settings, or the same ``ClientCache``).
 
     Returns:
         The one :class:`ServerConnections` of this thread for equal settings
         and options (held weakly by the registry: keep a reference).
+
+    Raises:
+        ValueError: the cache option cannot work with these settings
+            (RESP2, an invalid config; see
+            :func:`~geredis.cache.client_cache.check`), or a ``ClientCache``
+            already serves connections of other settings.
     """
     registry = _registry()
     key = (parser, max_dedicated, dedicated_timeout, share_key(cache, settings),

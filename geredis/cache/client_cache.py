@@ -110,13 +110,26 @@ class ClientCache:
         return f"<geredis.cache.ClientCache mode={self.settings.mode} entries={len(self)}>"
 
     def bind(self, settings: ConnectionSettings, counters: Any) -> None:
-        """Serve the connections opened from ``settings`` (done by their
-        :class:`~geredis.server.ServerConnections`), counting hits and misses
-        in ``counters`` (its ``ClientStats``).
+        """Serve the connections opened from ``settings``, counting hits and
+        misses in ``counters``.
+
+        Done once by the :class:`~geredis.server.ServerConnections` that owns
+        this cache, when it is made. Resolves the config into
+        :attr:`settings` and sets up :attr:`reads` and the key encoding (the
+        connections' ``encoding`` and ``encoding_errors``, as the packer
+        encodes keys).
+
+        Args:
+            settings: the settings the shared connections are opened from.
+            counters: the owner's ``ClientStats`` (``r.stats()``, the
+                OpenTelemetry metrics), where hits, misses and evictions are
+                counted as well as in :meth:`stats`.
 
         Raises:
-            ValueError: already serving other connections, or the config
-                cannot work with these settings (see :func:`check`).
+            ValueError: already bound to another owner's counters (a
+                ``ClientCache`` given as ``cache=`` to clients of different
+                settings), or the config cannot work with these settings
+                (see :func:`check`). Nothing was changed.
         """
         if self._counters is not None and self._counters is not counters:
             raise ValueError(
@@ -132,8 +145,15 @@ class ClientCache:
         self._counters = counters
 
     def new_store(self) -> Store:
-        """A store for a new shared connection (the last one's counters are
-        kept for :meth:`stats`)."""
+        """A store for a new shared connection (called each time the owner
+        opens one, so a reconnect starts empty).
+
+        Returns:
+            A new, empty :class:`~geredis.cache.store.Store`, which becomes
+            the one :meth:`stats`, :meth:`flush` and ``len()`` look at; the
+            previous store's counters are added to the totals :meth:`stats`
+            reports.
+        """
         old = self._store
         if old is not None:
             for name, value in old.counters().items():
@@ -147,12 +167,19 @@ class ClientCache:
         return 0 if self._store is None else len(self._store)
 
     def stats(self) -> Dict[str, int]:
-        """Counters since these connections were set up: ``hits``, ``misses``
-        (reads sent), ``joins`` (misses that waited for a read already in flight),
-        ``invalidations`` (entries dropped by invalidations and by this
-        client's own writes),
-        ``evictions`` (LRU), ``expirations`` (TTL), ``flushes``; and now:
-        ``entries``, ``bytes`` (estimated)."""
+        """This cache's counters, over every connection it has served.
+
+        Returns:
+            A new dict: ``hits``, ``misses`` (reads sent to the server),
+            ``joins`` (misses that waited for a read of the same entry
+            already in flight), ``invalidations`` (entries dropped by
+            invalidations and by this client's own writes), ``evictions``
+            (LRU), ``expirations`` (TTL), ``flushes`` (of the store, by
+            :meth:`flush`, ``FLUSHDB``/``FLUSHALL`` invalidations or a lost
+            connection), all counted since the owner was made; and the
+            current connection's ``entries`` and ``bytes`` (estimated).
+            All 0 before the first connection.
+        """
         stats = {"hits": 0 if self._counters is None else self._counters.cache_hits}
         stats.update(self._retired)
         store = self._store
@@ -164,14 +191,54 @@ class ClientCache:
         return stats
 
     def flush(self) -> int:
-        """Drop every entry (reads in flight are not inserted); the count."""
+        """Drop every entry of the current connection's store.
+
+        Reads in flight whose reply was already parsed are not inserted;
+        those still waiting for their reply are (the server runs them after
+        this call). The connection and its tracking are untouched.
+
+        Returns:
+            How many entries were dropped (0 before the first connection).
+        """
         return 0 if self._store is None else self._store.flush()
 
     # -- the command path -------------------------------------------------------
 
     def get(self, client: "Redis", name: Any) -> Any:
-        """``r.get(name)``: the hit path kept short (``Store.lookup`` inlined;
-        a GET reply is never a container, so never copied)."""
+        """``r.get(name)`` on a caching client, the hit path kept short
+        (``Store.lookup`` inlined; a GET reply is never a container, so
+        never copied).
+
+        A miss is sent at once, without routing; a key that is not a str or
+        bytes, or a cache that does not serve GET transparently (``"optin"``
+        mode, GET not allowed, a key outside the ``bcast`` prefixes), goes
+        through ``client.execute_command`` as usual.
+
+        Args:
+            client: the caching client (``r``) whose shared connection's
+                store is looked up.
+            name: the key.
+
+        Returns:
+            The value after the client's ``GET`` response callback (None for
+            a missing key), from the store or from the server.
+
+        Raises:
+            redis.ResponseError: the server's error reply to the read
+                (``WRONGTYPE``...): nothing is cached; the connection
+                survives.
+            redis.ConnectionError: the connection broke (a
+                ``geredis.ConnectionClosedError``) and the retry policy
+                (``retry=``) gave up; its store was emptied with it, and the
+                next command reconnects.
+            redis.TimeoutError: no reply within ``socket_timeout`` (the
+                connection survives; the late reply is not cached), or
+                ``max_in_flight`` commands stayed pending that long.
+            geredis.ClientClosedError: the client or its connections were
+                closed.
+            geredis.ThreadAffinityError: called from another OS thread;
+                nothing was sent.
+        """
         kind = type(name)
         if self._get_cached and (kind is str or kind is bytes):
             key = ("GET", name)
@@ -194,8 +261,45 @@ class ClientCache:
 
     def read(self, client: "Redis", command: str, args: Tuple[Any, ...],
              options: Dict[str, Any]) -> Any:
-        """A command in :attr:`reads`, through the cache; ``NOT_CACHED`` if
-        these arguments cannot be cached (the caller sends it as usual)."""
+        """A command in :attr:`reads`, through the cache
+        (``geredis.Redis.execute_command`` calls it after routing).
+
+        A hit is answered from the store; a miss joins the read of the same
+        entry already in flight or sends one, whose reply fills the cache.
+        Connection errors are retried as for any read-only command, each
+        attempt looking in the cache again.
+
+        Args:
+            client: the caching client the command was called on.
+            command: the command's upper-case name (``"HGET"``).
+            args: the command and its arguments, as given to
+                ``execute_command``.
+            options: ``execute_command``'s options (for the response
+                callback; ``NEVER_DECODE`` makes the call uncacheable).
+
+        Returns:
+            The result after the client's response callback, or
+            ``NOT_CACHED`` when these arguments cannot be cached (a type
+            that must not be, a key outside the ``bcast`` prefixes,
+            ``NEVER_DECODE``): nothing was sent, and the caller sends the
+            command as usual.
+
+        Raises:
+            redis.ResponseError: the server's error reply to the read
+                (``WRONGTYPE``...): nothing is cached; the connection
+                survives.
+            redis.ConnectionError: the connection broke (a
+                ``geredis.ConnectionClosedError``) and the retry policy
+                (``retry=``) gave up; its store was emptied with it, and the
+                next command reconnects.
+            redis.TimeoutError: no reply within ``socket_timeout`` (the
+                connection survives; the late reply is not cached), or
+                ``max_in_flight`` commands stayed pending that long.
+            geredis.ClientClosedError: the client or its connections were
+                closed.
+            geredis.ThreadAffinityError: called from another OS thread;
+                nothing was sent.
+        """
         target = self._target(command, args, options, explicit=False)
         if target is None:
             return NOT_CACHED
@@ -204,8 +308,32 @@ class ClientCache:
     def slot(self, conn: Any, command: str, args: Tuple[Any, ...], waiter: Any,
              options: Dict[str, Any]) -> Any:
         """The slot to queue on ``conn`` for a command not served from the
-        cache: ``waiter`` itself, after dropping the keys a known write
-        changes, or a fencing :class:`WriteSlot` around it."""
+        cache, keeping the cache right about this client's own writes.
+
+        Called just before the command is queued. A read-only command (or
+        one that changes no key) is left alone. A write whose keys geredis
+        can name (``keys.WRITE_KEY_SPECS``) drops them from ``conn``'s store
+        and detaches their reads in flight now, so every later read of them
+        is queued after the write. ``SWAPDB`` (for which Redis sends no
+        invalidation) empties the store and detaches every read in flight.
+        Any other write gets a fencing
+        :class:`~geredis.cache.flight.WriteSlot`. Never raises for a command
+        it does not know; sends nothing.
+
+        Args:
+            conn: the shared connection the command is about to be queued on
+                (its ``cache`` store is changed).
+            command: the command's upper-case name.
+            args: the command and its arguments.
+            waiter: the caller's slot (a gevent ``Waiter`` or a
+                ``FutureSlot``).
+            options: ``execute_command``'s options (``NEVER_DECODE`` is
+                passed on to a ``WriteSlot``).
+
+        Returns:
+            The slot to queue: ``waiter`` itself, or a ``WriteSlot``
+            wrapping it.
+        """
         if command in self._no_write:
             return waiter
         if command == "SWAPDB":  # Redis sends no invalidation for it
@@ -233,12 +361,51 @@ class ClientCache:
         return WriteSlot(conn.cache, waiter, NEVER_DECODE in options)
 
     def slot_for(self, command: str, args: Tuple[Any, ...], options: Dict[str, Any]) -> Any:
-        """:meth:`slot` for a connection and a waiter to come (retries)."""
+        """:meth:`slot` for a connection and a waiter to come (retries).
+
+        Args:
+            command: the command's upper-case name.
+            args: the command and its arguments.
+            options: ``execute_command``'s options.
+
+        Returns:
+            A function ``(conn, waiter) -> slot`` that calls :meth:`slot`
+            when the command is queued again, on whatever connection the
+            retry uses.
+        """
         return lambda conn, waiter: self.slot(conn, command, args, waiter, options)
 
     def execute_cached(self, client: "Redis", args: Tuple[Any, ...], options: Dict[str, Any],
                        ttl: Optional[float]) -> Any:
-        """A read through ``r.cached``: cached whatever the mode."""
+        """A read through ``r.cached``: cached whatever the mode (in
+        ``"optin"`` mode with ``CLIENT CACHING YES`` in the same batch).
+
+        Args:
+            client: the caching client ``r.cached`` belongs to.
+            args: the command and its arguments (``args[0]`` the name, in
+                any case).
+            options: ``execute_command``'s options.
+            ttl: the longest the entry may live, in seconds (None: the
+                cache's ``ttl``; never more than it).
+
+        Returns:
+            The result after the client's response callback.
+
+        Raises:
+            redis.DataError: the command is not a cacheable read, asks for
+                undecoded replies, reads keys outside the ``bcast`` prefixes
+                or has arguments that cannot be cached; nothing was sent.
+            redis.ResponseError: the server's error reply (nothing cached;
+                the connection survives).
+            redis.ConnectionError: the connection broke and the retry policy
+                gave up; the next command reconnects.
+            redis.TimeoutError: no reply within ``socket_timeout`` (the
+                connection survives; the late reply is not cached).
+            geredis.ClientClosedError: the client or its connections were
+                closed.
+            geredis.ThreadAffinityError: called from another OS thread;
+                nothing was sent.
+        """
         name = args[0]
         command = name.upper() if type(name) is str else command_name(name)
         target = self._target(command, args, options, explicit=True)
@@ -248,8 +415,26 @@ class ClientCache:
 
     def read_async(self, client: "Redis", command: str, args: Tuple[Any, ...],
                    options: Dict[str, Any]) -> Any:
-        """:meth:`read` for ``execute_async``: an AsyncResult (ready on a hit),
-        or ``NOT_CACHED``."""
+        """:meth:`read` for ``execute_async``: never waits.
+
+        Unlike :meth:`read`, a failed read is not retried.
+
+        Args:
+            client: the caching client the command was called on.
+            command: the command's upper-case name.
+            args: the command and its arguments.
+            options: ``execute_async``'s options.
+
+        Returns:
+            An ``AsyncResult`` holding what :meth:`read` would return or
+            raise (ready at once on a hit), or ``NOT_CACHED`` when these
+            arguments cannot be cached (nothing was sent).
+
+        Raises:
+            redis.TimeoutError: ``max_in_flight`` commands stayed pending for
+                ``socket_timeout`` seconds; nothing was sent.
+            geredis.ClientClosedError: the client was closed for good.
+        """
         target = self._target(command, args, options, explicit=False)
         if target is None:
             return NOT_CACHED
@@ -265,7 +450,18 @@ class ClientCache:
     def after_write(self, client: "Redis", commands: Iterable[str]) -> None:
         """Writes went out on another connection of ``client`` (pipeline,
         transaction, blocking command, ``r.client()``): refuse hits until a
-        PING sent now on the shared connection comes back."""
+        PING sent now on the shared connection comes back.
+
+        Their invalidations reach the shared connection before that PING's
+        reply. Reads already in flight are detached (answered, never
+        inserted, not joined). Nothing happens when every command is
+        read-only, or when the shared connection is not open (its store is
+        empty). Never waits.
+
+        Args:
+            client: the caching client the commands ran for.
+            commands: the commands' upper-case names.
+        """
         conn = client._connection
         if conn is None or conn.state not in _LIVE:
             return  # its store was emptied when it closed
@@ -393,11 +589,22 @@ class ClientCache:
 
 def cache_option(cache_config: Any, cache: Any) -> Any:
     """What a client's ``cache_config=``/``cache=`` arguments make its pool
-    carry: None (no caching), a ``ClientCache`` given as it is, or the
-    config (each set of shared connections makes its own ``ClientCache``).
+    carry (checked when the client is made).
+
+    Args:
+        cache_config: ``geredis.Redis``'s ``cache_config=``: a redis-py or
+            geredis ``CacheConfig``, or None.
+        cache: ``geredis.Redis``'s ``cache=``: a :class:`ClientCache`, or
+            None.
+
+    Returns:
+        None (no caching), the ``ClientCache`` as given, or the config (each
+        set of shared connections then makes its own ``ClientCache``).
 
     Raises:
-        ValueError: a redis-py cache object, something else, or both.
+        ValueError: both are given, ``cache_config`` is not a
+            ``CacheConfig``, or ``cache`` is a redis-py cache object or
+            anything but a ``ClientCache``.
     """
     if cache is None:
         if cache_config is None:
@@ -419,8 +626,16 @@ def cache_option(cache_config: Any, cache: Any) -> Any:
 
 
 def check(option: Any, settings: ConnectionSettings) -> CacheSettings:
-    """The cache settings ``option`` (see :func:`cache_option`) resolves to
-    for connections opened from ``settings``.
+    """The cache settings ``option`` resolves to for connections opened from
+    ``settings``.
+
+    Args:
+        option: what :func:`cache_option` returned (not None): a config or a
+            ``ClientCache`` (its ``config`` is used).
+        settings: the settings the connections are opened from.
+
+    Returns:
+        The resolved, validated settings.
 
     Raises:
         ValueError: RESP2 (geredis applies invalidations in stream order on
@@ -439,8 +654,21 @@ def check(option: Any, settings: ConnectionSettings) -> CacheSettings:
 
 
 def share_key(option: Any, settings: ConnectionSettings) -> Any:
-    """What decides which clients share connections (and their cache): the
-    resolved settings of a config, or the identity of a ClientCache."""
+    """What decides which clients share connections (and their cache).
+
+    Args:
+        option: what :func:`cache_option` returned.
+        settings: the settings the connections are opened from.
+
+    Returns:
+        None without caching; ``("object", id(option))`` for a
+        ``ClientCache`` (only the clients given that object share it);
+        ``("config", settings)`` for a config: the resolved
+        :class:`~geredis.cache.CacheSettings`, so equal configs share.
+
+    Raises:
+        ValueError: as for :func:`check` (a config only).
+    """
     if option is None:
         return None
     if isinstance(option, ClientCache):
@@ -449,7 +677,15 @@ def share_key(option: Any, settings: ConnectionSettings) -> Any:
 
 
 def cache_for(option: Any) -> Optional[ClientCache]:
-    """The ClientCache a new set of shared connections uses for ``option``."""
+    """The ClientCache a new set of shared connections uses for ``option``.
+
+    Args:
+        option: what :func:`cache_option` returned.
+
+    Returns:
+        None without caching, the ``ClientCache`` given, or a new one made
+        from the config.
+    """
     if option is None:
         return None
     return option if isinstance(option, ClientCache) else ClientCache(option)

@@ -9,8 +9,8 @@ mode (``"default"``, ``"optin"`` or ``"bcast"`` with key prefixes).
 :func:`settings_from_config` turns either one into one frozen
 :class:`CacheSettings`, refusing at construction what cannot work (limits
 that are not positive numbers, an unknown mode, prefixes outside
-``"bcast"``); ``client_cache.make_cache`` refuses the rest (RESP2, a redis-py
-cache object).
+``"bcast"``); ``client_cache.cache_option`` refuses a redis-py cache object
+and ``client_cache.check`` refuses RESP2.
 
 The cacheable commands are the read-only commands of redis-py's allow-list
 whose keys geredis knows how to find (``keys.KEY_SPECS``), filtered by the
@@ -52,8 +52,13 @@ class CacheConfig(redis.cache.CacheConfig):
         fetch_ttl: read each key's PTTL with a cached read (one more small
             command per key on a miss) so entries never outlive their keys;
             False trusts expiry invalidations and ``ttl`` alone.
-        max_size, cache_class, eviction_policy: as in redis-py (the latter
-            two are accepted for compatibility; geredis's store is an LRU).
+        cache_class: as in redis-py; accepted for compatibility and not
+            used (geredis keeps its own store per connection).
+        eviction_policy: as in redis-py; accepted for compatibility and not
+            used (geredis's store is an LRU).
+
+    Nothing is checked here: a bad value raises ``ValueError`` when a client
+    is made with this config (:func:`settings_from_config`).
     """
 
     def __init__(
@@ -78,18 +83,33 @@ class CacheConfig(redis.cache.CacheConfig):
 
 @dataclasses.dataclass(frozen=True)
 class CacheSettings:
-    """A client cache's resolved, validated settings."""
+    """A client cache's resolved, validated settings
+    (:func:`settings_from_config`); hashable, so equal configs share
+    connections."""
 
+    #: At most this many entries per connection (the config's ``max_size``).
     max_entries: int = redis.cache.CacheConfig.DEFAULT_MAX_SIZE
+    #: At most about this many bytes of entries per connection (estimated).
     max_bytes: int = 64 * 1024 * 1024
+    #: The longest an entry lives, in seconds.
     ttl: float = 60.0
+    #: The tracking mode: one of :data:`MODES`, lower case.
     mode: str = "default"
+    #: The ``"bcast"`` key prefixes, encoded (empty: every key).
     prefixes: Tuple[bytes, ...] = ()
+    #: Whether each cached read also reads its keys' PTTL.
     fetch_ttl: bool = True
+    #: The cacheable commands: ``keys.KEY_SPECS`` that the config allows.
     commands: FrozenSet[str] = frozenset()
 
     def tracking_command(self) -> Tuple[Any, ...]:
-        """The ``CLIENT TRACKING ON ...`` command that starts tracking."""
+        """The ``CLIENT TRACKING ON ...`` command that starts tracking (sent
+        in each connection's handshake).
+
+        Returns:
+            The command and its arguments: ``OPTIN`` in ``"optin"`` mode,
+            ``BCAST`` and a ``PREFIX`` pair per prefix in ``"bcast"`` mode.
+        """
         args: Tuple[Any, ...] = ("CLIENT", "TRACKING", "ON")
         if self.mode == "optin":
             return args + ("OPTIN",)
@@ -107,6 +127,18 @@ class CacheSettings:
 
 def settings_from_config(config: Any, encoding: str = "utf-8") -> CacheSettings:
     """Validated settings from a redis-py or geredis ``CacheConfig``.
+
+    A redis-py config gets geredis's defaults for what it lacks (bytes,
+    TTL, mode).
+
+    Args:
+        config: the ``CacheConfig`` (any
+            ``redis.cache.CacheConfigurationInterface``).
+        encoding: the client's encoding, for str prefixes.
+
+    Returns:
+        The resolved settings; the cacheable commands are those of
+        ``keys.KEY_SPECS`` that ``config.is_allowed_to_cache`` allows.
 
     Raises:
         ValueError: not a CacheConfig, an unknown mode, prefixes outside

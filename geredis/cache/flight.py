@@ -58,7 +58,20 @@ def _fresh(exc: BaseException) -> BaseException:
 
 
 class Flight(ReaderSlot):
-    """A cached read in flight: the FIFO slot of its reply and its callers."""
+    """A cached read in flight: the FIFO slot of its reply and its callers.
+
+    Args:
+        store: the store of the connection it is sent on (its ``epoch`` is
+            noted: a value read before a reconnect is never inserted).
+        key: the entry key.
+        rkeys: the Redis keys the read reads, as bytes.
+        ttl: the longest the entry may live, in seconds, counted from now.
+        pttls: how many PTTL replies follow the read's in its batch (0
+            without ``fetch_ttl``).
+        waiter: the first caller's slot (a gevent ``Waiter`` or a
+            ``FutureSlot``); callers that join are appended to
+            ``waiters``.
+    """
 
     __slots__ = ("store", "key", "rkeys", "epoch", "started", "waiters", "stale",
                  "ready", "value", "copy", "pttls", "expires_in", "done")
@@ -85,6 +98,16 @@ class Flight(ReaderSlot):
     # -- the reader, in stream order -------------------------------------------
 
     def parsed(self, reply: Any) -> Any:
+        """Runs in the reader as the read's reply is parsed: lifts the
+        store's fence, keeps the value, and inserts it when no PTTL reply is
+        to come (unless stale). An error reply abandons the flight.
+
+        Args:
+            reply: the read's reply, or the exception of an error reply.
+
+        Returns:
+            ``reply``, unchanged.
+        """
         store = self.store
         store.fenced = False  # any write answered before this was applied
         if isinstance(reply, Exception):
@@ -98,8 +121,14 @@ class Flight(ReaderSlot):
         return reply
 
     def pttl(self, reply: Any) -> None:
-        """A PTTL reply of this flight's batch (milliseconds; -1: no expiry,
-        -2: no key)."""
+        """A PTTL reply of this flight's batch: caps the entry's life; after
+        the last one (and the read's reply), inserts the value unless stale.
+
+        Args:
+            reply: the PTTL reply in milliseconds (-1: no expiry, -2: no
+                key; neither caps), or an error, which makes the flight
+                stale.
+        """
         if isinstance(reply, Exception) or not isinstance(reply, int):
             self.stale = True
         elif reply >= 0:
@@ -122,6 +151,13 @@ class Flight(ReaderSlot):
     # -- the hub ------------------------------------------------------------------
 
     def switch(self, reply: Any) -> None:
+        """Runs in the hub: hand the reply to every caller, once (a copy each
+        when it is mutable).
+
+        Args:
+            reply: the read's reply, or the exception of an error reply
+                (each caller raises it).
+        """
         if self.done:
             return
         self.done = True
@@ -134,6 +170,13 @@ class Flight(ReaderSlot):
             waiter.switch(reply if copy is None else copy(reply))
 
     def throw(self, exc: BaseException) -> None:
+        """The read failed (timeout, lost connection): abandon the flight
+        (nothing is inserted) and raise ``exc`` in every caller not answered
+        yet (a copy each after the first).
+
+        Args:
+            exc: the error.
+        """
         self._abandon()
         if self.done:
             return
@@ -144,7 +187,11 @@ class Flight(ReaderSlot):
 
 
 class PttlSlot(ReaderSlot):
-    """The reply of a PTTL sent with a flight."""
+    """The reply of a PTTL sent with a flight.
+
+    Args:
+        flight: the flight whose batch the PTTL belongs to.
+    """
 
     __slots__ = ("flight",)
 
@@ -152,19 +199,42 @@ class PttlSlot(ReaderSlot):
         self.flight = flight
 
     def parsed(self, reply: Any) -> Any:
+        """Runs in the reader: hands the reply to :meth:`Flight.pttl`.
+
+        Args:
+            reply: the PTTL reply, or the exception of an error reply.
+
+        Returns:
+            ``reply``, unchanged.
+        """
         self.flight.pttl(reply)
         return reply
 
     def switch(self, reply: Any) -> None:
+        """Nothing: nobody waits for a PTTL reply.
+
+        Args:
+            reply: the PTTL reply.
+        """
         pass
 
     def throw(self, exc: BaseException) -> None:
+        """The PTTL failed (timeout, lost connection): the flight's value is
+        not inserted.
+
+        Args:
+            exc: the error.
+        """
         self.flight._abandon()
 
 
 class OptinSlot(ReaderSlot):
     """The reply of the ``CLIENT CACHING YES`` sent before a flight's read:
-    if it failed, the read is not tracked and must not be cached."""
+    if it failed, the read is not tracked and must not be cached.
+
+    Args:
+        flight: the flight whose read it opts in.
+    """
 
     __slots__ = ("flight",)
 
@@ -172,20 +242,47 @@ class OptinSlot(ReaderSlot):
         self.flight = flight
 
     def parsed(self, reply: Any) -> Any:
+        """Runs in the reader: an error reply makes the flight stale.
+
+        Args:
+            reply: ``OK``, or the exception of an error reply.
+
+        Returns:
+            ``reply``, unchanged.
+        """
         if isinstance(reply, Exception):
             self.flight.stale = True
         return reply
 
     def switch(self, reply: Any) -> None:
+        """Nothing: nobody waits for this reply.
+
+        Args:
+            reply: the reply.
+        """
         pass
 
     def throw(self, exc: BaseException) -> None:
+        """Nothing: the flight's own slot fails with the same error.
+
+        Args:
+            exc: the error.
+        """
         pass
 
 
 class WriteSlot(ReaderSlot):
     """Wraps the slot of a write whose keys are unknown: its reply raises
-    the fence (see the module comment)."""
+    the fence (see the module comment). The reply or error goes on to
+    ``target`` unchanged.
+
+    Args:
+        store: the store of the connection the write is queued on.
+        target: the caller's slot (a gevent ``Waiter`` or a
+            ``FutureSlot``).
+        raw: True to have the reply read undecoded (the call's
+            ``NEVER_DECODE``).
+    """
 
     __slots__ = ("store", "decode")
 
@@ -195,6 +292,15 @@ class WriteSlot(ReaderSlot):
         self.decode = not raw  # NEVER_DECODE: read undecoded (no RawSlot around it)
 
     def parsed(self, reply: Any) -> Any:
+        """Runs in the reader: fences the store (hits refused until the next
+        cached read's reply), whatever the reply, error replies included.
+
+        Args:
+            reply: the write's reply, or the exception of an error reply.
+
+        Returns:
+            ``reply``, unchanged.
+        """
         self.store.fenced = True
         return reply
 
@@ -202,7 +308,12 @@ class WriteSlot(ReaderSlot):
 class BarrierSlot(ReaderSlot):
     """A PING's slot: lifts one barrier when its reply is parsed. A timeout
     does not lift it (the late reply will); a lost connection resets every
-    barrier with the store."""
+    barrier with the store.
+
+    Args:
+        store: the store of the connection the PING is queued on; making
+            the slot raises one barrier there at once.
+    """
 
     __slots__ = ("store", "epoch")
 
@@ -212,13 +323,32 @@ class BarrierSlot(ReaderSlot):
         store.barriers += 1
 
     def parsed(self, reply: Any) -> Any:
+        """Runs in the reader: lifts this slot's barrier (unless the
+        connection was lost since, which reset them all).
+
+        Args:
+            reply: the PING's reply (or an error: lifts it too).
+
+        Returns:
+            ``reply``, unchanged.
+        """
         store = self.store
         if self.epoch == store.epoch and store.barriers:
             store.barriers -= 1
         return reply
 
     def switch(self, reply: Any) -> None:
+        """Nothing: nobody waits for the PING.
+
+        Args:
+            reply: the PING's reply.
+        """
         pass
 
     def throw(self, exc: BaseException) -> None:
+        """Nothing: see the class comment.
+
+        Args:
+            exc: the error.
+        """
         pass

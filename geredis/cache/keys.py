@@ -29,7 +29,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["FIRST_KEY_WRITES", "KEY_SPECS", "WRITE_KEY_SPECS", "KeyEncoder", "entry_key"]
 
+#: A command and its arguments, as given to ``execute_command``.
 Args = Tuple[Any, ...]
+#: Finds a command's Redis keys in its arguments (None: cannot tell).
 KeySpec = Callable[[Args], Optional[Sequence[Any]]]
 
 
@@ -119,11 +121,13 @@ ZINCRBY ZPOPMAX ZPOPMIN ZREM ZREMRANGEBYLEX ZREMRANGEBYRANK ZREMRANGEBYSCORE
 GEOADD HEXPIRE HPEXPIRE HPERSIST
 """.split()
 
-#: Where the keys a common write changes are. The client's own write of a
-#: listed command drops exactly those keys from its cache when its reply is
-#: parsed; any other write fences the whole cache (``flight.WriteSlot``).
-#: The writes whose one key is their first argument.
+#: The writes whose one key is their first argument (the common case,
+#: checked first by ``ClientCache.slot``).
 FIRST_KEY_WRITES = frozenset(_FIRST_KEY_WRITES)
+#: Where the keys a common write changes are: ``spec(args)`` gives the key
+#: arguments, or None. The client's own write of a listed command drops
+#: exactly those keys from its cache when it is queued; any other write
+#: fences the whole cache (``flight.WriteSlot``).
 WRITE_KEY_SPECS: Dict[str, KeySpec] = {name: _first for name in _FIRST_KEY_WRITES}
 WRITE_KEY_SPECS.update({"DEL": _all, "UNLINK": _all, "MSET": _pairs, "MSETNX": _pairs,
                         "RENAME": _first_two, "RENAMENX": _first_two, "LMOVE": _first_two,
@@ -132,7 +136,12 @@ WRITE_KEY_SPECS.update({"DEL": _all, "UNLINK": _all, "MSET": _pairs, "MSETNX": _
 
 class KeyEncoder:
     """Turns arguments into entry keys and Redis keys into the bytes used to
-    file entries, with the client's encoding (as the packer does)."""
+    file entries, with the client's encoding (as the packer does).
+
+    Args:
+        encoding: the client's ``encoding``.
+        errors: the client's ``encoding_errors``.
+    """
 
     __slots__ = ("encoding", "errors")
 
@@ -141,7 +150,20 @@ class KeyEncoder:
         self.errors = errors
 
     def key_bytes(self, arg: Any) -> bytes:
-        """A Redis key as the bytes sent for it (``ValueError`` if none)."""
+        """A Redis key as the bytes the packer sends for it.
+
+        Args:
+            arg: a key argument: bytes, str, int, float, bytearray or
+                memoryview.
+
+        Returns:
+            The key's bytes.
+
+        Raises:
+            ValueError: ``arg`` cannot be a key (a bool, None, another type),
+                or a str does not encode with the client's encoding
+                (``UnicodeEncodeError``).
+        """
         kind = type(arg)
         if kind is bytes:
             return arg  # type: ignore[no-any-return]
@@ -154,16 +176,34 @@ class KeyEncoder:
         raise ValueError(f"not a key: {arg!r:.40}")
 
     def pushed_key(self, key: Any) -> bytes:
-        """A key named by an invalidation (bytes, or str when decoding)."""
+        """A key named by an invalidation, as the bytes entries are filed
+        under.
+
+        Args:
+            key: the key as the invalidation carried it: bytes, or str when
+                the connection decodes replies.
+
+        Returns:
+            The key's bytes.
+        """
         if type(key) is str:
             return key.encode(self.encoding, self.errors)  # type: ignore[no-any-return]
         return bytes(key)
 
 
 def entry_key(command: str, args: Args) -> Optional[Args]:
-    """The entry key of ``args`` (``args[0]`` replaced by the upper-case
-    ``command``), or None when an argument is of a type that must not be
-    cached (see the module comment)."""
+    """The entry key of a call (see the module comment).
+
+    Args:
+        command: the command's upper-case name (replaces ``args[0]``).
+        args: the command and its arguments.
+
+    Returns:
+        ``(command, *args[1:])`` with str and bytes arguments as they are
+        and numbers, bytearrays and memoryviews as the bytes the packer
+        sends; None when an argument is of a type that must not be cached
+        (a bool, None, anything else).
+    """
     rest = args[1:]
     for arg in rest:
         kind = type(arg)

@@ -77,8 +77,17 @@ def _deep(value: Any) -> Any:
 
 def copier_for(value: Any) -> Optional[Callable[[Any], Any]]:
     """How to hand out ``value`` without letting a caller change the cached
-    one: None (immutable, as it is), a shallow copy for a flat list, dict or
-    set of immutable items, a deep copy otherwise."""
+    one.
+
+    Args:
+        value: a reply about to be cached.
+
+    Returns:
+        None when it can be handed out as it is (bytes, str, numbers, None,
+        or a tuple of those); ``list.copy``, ``set.copy`` or ``dict.copy``
+        for a flat list, set or dict of such items; ``copy.deepcopy``
+        otherwise.
+    """
     kind = type(value)
     if kind in _IMMUTABLE:
         return None
@@ -95,12 +104,28 @@ def copier_for(value: Any) -> Optional[Callable[[Any], Any]]:
 
 
 def key_size(key: Tuple[Any, ...]) -> int:
-    """An estimate of an entry key's memory (a tuple of str/bytes)."""
+    """An estimate of an entry key's memory.
+
+    Args:
+        key: an entry key (``keys.entry_key``): a tuple of str and bytes.
+
+    Returns:
+        ``sys.getsizeof`` of the tuple plus that of each item, in bytes.
+    """
     return getsizeof(key) + sum(map(getsizeof, key))
 
 
 def size_of(value: Any) -> int:
-    """An estimate of the memory ``value`` holds, in bytes."""
+    """An estimate of the memory ``value`` holds.
+
+    Args:
+        value: a reply: bytes, str, a number, or lists, tuples, sets and
+            dicts of those, nested.
+
+    Returns:
+        ``sys.getsizeof`` of ``value`` plus, for a container, that of every
+        item (keys and values of a dict) recursively, in bytes.
+    """
     kind = type(value)
     if kind is bytes or kind is str:
         return getsizeof(value)
@@ -113,7 +138,17 @@ def size_of(value: Any) -> int:
 
 class Entry:
     """A cached reply: its value, how to copy it, until when it is good, the
-    Redis keys it read, its charged size, and the second-chance bit."""
+    Redis keys it read, its charged size, and the second-chance bit
+    (``used``, False when made).
+
+    Args:
+        value: the reply as parsed (before any response callback).
+        deadline: when it stops being served (``time.monotonic()`` time).
+        rkeys: the Redis keys the command read, as bytes.
+        size: the bytes charged against ``max_bytes``.
+        copy: how to hand the value out (:func:`copier_for`; None: as it
+            is).
+    """
 
     __slots__ = ("value", "copy", "deadline", "rkeys", "size", "used")
 
@@ -128,7 +163,17 @@ class Entry:
 
 
 class Store:
-    """A connection's cache (see the module comment)."""
+    """A connection's cache (see the module comment).
+
+    Made by :meth:`geredis.cache.ClientCache.new_store` for each shared
+    connection; changed only in that connection's event loop.
+
+    Args:
+        settings: the cache's resolved settings (limits, TTL).
+        encoder: turns the keys named by invalidations into bytes.
+        counters: the owner's ``ClientStats``, where hits and evictions are
+            counted too.
+    """
 
     def __init__(self, settings: CacheSettings, encoder: KeyEncoder, counters: Any) -> None:
         self.settings = settings
@@ -157,7 +202,17 @@ class Store:
     # -- callers --------------------------------------------------------------
 
     def lookup(self, key: Any) -> Any:
-        """The cached value for ``key`` (a copy if mutable), or MISS."""
+        """The cached value for ``key``, counting a hit.
+
+        An entry past its deadline is dropped (an expiration) instead.
+
+        Args:
+            key: the entry key (``keys.entry_key``).
+
+        Returns:
+            The value (a copy if it is mutable), or :data:`MISS` when there
+            is no live entry or hits are refused (``fenced``, ``barriers``).
+        """
         if self.fenced or self.barriers:
             return MISS
         entry = self.entries.get(key)
@@ -174,12 +229,22 @@ class Store:
         return entry.value if copy is None else copy(entry.value)
 
     def add_flight(self, flight: Any) -> None:
-        """File a read in flight so invalidations and joiners find it."""
+        """File a read in flight so invalidations and joiners find it.
+
+        Args:
+            flight: the :class:`~geredis.cache.flight.Flight`; it replaces
+                any read of the same entry key filed before.
+        """
         self.flights[flight.key] = flight
         _file(self.flight_index, flight.key, flight.rkeys)
 
     def end_flight(self, flight: Any) -> None:
-        """Unfile a read in flight, if it is still the one filed."""
+        """Unfile a read in flight, if it is still the one filed.
+
+        Args:
+            flight: the :class:`~geredis.cache.flight.Flight` to unfile (one
+                detached already, or replaced, is left alone).
+        """
         key, rkeys = flight.key, flight.rkeys
         if self.flights.get(key) is flight:
             del self.flights[key]
@@ -189,8 +254,21 @@ class Store:
 
     def insert(self, key: Any, value: Any, rkeys: Tuple[bytes, ...], deadline: float,
                copy: Optional[Callable[[Any], Any]]) -> None:
-        """Cache ``value`` for ``key`` until ``deadline`` (monotonic);
-        ``copy`` is ``copier_for(value)``."""
+        """Cache ``value`` for ``key``, replacing its entry, then evict
+        (LRU, second chance) while over ``max_entries`` or ``max_bytes``.
+
+        A value larger than ``max_bytes`` by itself is not cached (the old
+        entry is still dropped).
+
+        Args:
+            key: the entry key.
+            value: the reply as parsed.
+            rkeys: the Redis keys the command read, as bytes (the entry is
+                filed under each).
+            deadline: when it stops being served (``time.monotonic()``
+                time).
+            copy: ``copier_for(value)``.
+        """
         if key in self.entries:
             self._remove(key)
         size = ENTRY_OVERHEAD + key_size(key) + size_of(value)
@@ -203,7 +281,18 @@ class Store:
             self._evict()
 
     def on_push(self, push: Any) -> None:
-        """Apply a RESP3 push message; only invalidations concern the cache."""
+        """Apply a RESP3 push message, in stream order (the connection's
+        ``on_push``).
+
+        Only invalidations concern the cache: ``invalidate`` with a list of
+        keys drops what read them (see :meth:`invalidate`); with null
+        (``FLUSHDB``/``FLUSHALL``) it empties the store (:meth:`flush`).
+        Other pushes are ignored.
+
+        Args:
+            push: the push message as parsed (a list: its kind, then its
+                data; bytes, or str when decoding).
+        """
         if len(push) < 2 or push[0] not in (b"invalidate", "invalidate"):
             return
         names = push[1]
@@ -216,7 +305,14 @@ class Store:
 
     def invalidate(self, rkey: bytes) -> None:
         """The server invalidated ``rkey``: drop every entry that read it,
-        detach the reads of it in flight already answered."""
+        detach the reads of it in flight already answered.
+
+        Reads of it in flight not yet answered are left alone: the server ran
+        them after the change.
+
+        Args:
+            rkey: the Redis key, as bytes.
+        """
         filed = self.index.pop(rkey, None)
         if filed is not None:
             for key in filed if type(filed) is set else (filed,):
@@ -234,7 +330,12 @@ class Store:
 
     def drop(self, rkey: bytes) -> None:
         """This connection is about to write ``rkey``: drop every entry that
-        read it and detach every read of it in flight."""
+        read it and detach every read of it in flight (all were queued
+        before the write).
+
+        Args:
+            rkey: the Redis key, as bytes.
+        """
         if rkey in self.index:
             self.invalidate(rkey)
         filed = self.flight_index.pop(rkey, None)
@@ -246,7 +347,11 @@ class Store:
 
     def flush(self) -> int:
         """Empty the store and detach the reads in flight already answered
-        (see ``invalidate``); the entry count."""
+        (see :meth:`invalidate`); counts a flush.
+
+        Returns:
+            How many entries were dropped.
+        """
         count = len(self.entries)
         if count:
             self.client_stats.cache_evicted(count, "flush")
@@ -296,7 +401,11 @@ class Store:
             self.client_stats.cache_evicted(1, "full")
 
     def counters(self) -> Dict[str, int]:
-        """The plain counters (see :data:`COUNTERS`)."""
+        """The plain counters (see :data:`COUNTERS`).
+
+        Returns:
+            A new dict: counter name -> count, for this store.
+        """
         return {name: getattr(self, name) for name in COUNTERS}
 
 
