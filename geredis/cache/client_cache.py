@@ -640,14 +640,21 @@ def check(option: Any, settings: ConnectionSettings) -> CacheSettings:
     Raises:
         ValueError: RESP2 (geredis applies invalidations in stream order on
             the connection that read the key, which needs RESP3 push
-            messages; the RESP2 ``REDIRECT`` scheme is not implemented), or
-            a config that cannot work (``config.settings_from_config``).
+            messages; the RESP2 ``REDIRECT`` scheme is not implemented),
+            ``integrity_check=True`` (it holds replies back until a batch's
+            marker is checked, out of step with the invalidations), or a config that cannot work (``config.settings_from_config``).
     """
     if settings.wire_protocol == 2:
         raise ValueError(
             "client-side caching needs RESP3 (protocol=3, or leave protocol unset):"
             " geredis applies invalidations in stream order on the connection that"
             " read the key, which RESP2 cannot carry (REDIRECT is not supported)"
+        )
+    if settings.integrity_check:
+        raise ValueError(
+            "client-side caching cannot be combined with integrity_check=True: the"
+            " integrity check holds a batch's replies until its marker is back, while"
+            " invalidations must be applied in stream order with the replies"
         )
     config = option.config if isinstance(option, ClientCache) else option
     return settings_from_config(config, settings.encoding)

@@ -232,7 +232,10 @@ class ClientStats:
 
         Args:
             n: how many.
-            reason: ``"full"`` or ``"invalidation"``.
+            reason: ``"full"`` (LRU, by entries or bytes), ``"expired"``
+                (its TTL ran out), ``"invalidation"`` (the server or the
+                client's own write) or ``"flush"`` (``FLUSHDB``, a lost
+                connection, ``r.cache.flush()``).
         """
         self.cache_evictions[reason] = self.cache_evictions.get(reason, 0) + n
 

@@ -156,6 +156,8 @@ def test_cached_view_ttl_and_refusals(cached: geredis.Redis) -> None:
 def test_construction_refusals(redis_server: RedisServer) -> None:
     with pytest.raises(ValueError, match="RESP3"):
         geredis.Redis(port=redis_server.port, protocol=2, cache_config=CacheConfig())
+    with pytest.raises(ValueError, match="integrity_check"):
+        geredis.Redis(port=redis_server.port, integrity_check=True, cache_config=CacheConfig())
     with pytest.raises(ValueError, match="cache_config=your_cache.config"):
         geredis.Redis(port=redis_server.port, cache=DefaultCache(RedisPyCacheConfig()))
     with pytest.raises(ValueError, match="mode"):
