@@ -24,7 +24,24 @@ __all__ = ["Deadlines"]
 
 
 class Deadlines:
-    """The deadlines of one connection's pending commands, and its timer."""
+    """The deadlines of one connection's pending commands, and its timer.
+
+    The connection appends to :attr:`deadlines` as it appends to its FIFO,
+    pops both together as replies arrive, arms the timer (:meth:`arm`) when
+    it queues a command and none is armed, and calls :meth:`clear` when it
+    closes.
+
+    Args:
+        loop: the hub's event loop (its clock and its timers).
+        slots: the connection's FIFO of slots, read (never changed) by
+            :meth:`expire` alongside ``deadlines``.
+        timeout: the connection's ``socket_timeout`` in seconds, for the
+            ``TimeoutError`` message (the deadlines themselves are computed
+            by the connection).
+        address: the server, for the ``TimeoutError`` message.
+        stats: where ``timeouts`` are counted (the connection's
+            :class:`~geredis.observability.ClientStats`), or None.
+    """
 
     __slots__ = ("deadlines", "expired", "timer", "_loop", "_slots", "_timeout", "_address",
                  "_stats")
@@ -41,7 +58,13 @@ class Deadlines:
         self._stats = stats  # counts timeouts (r.stats())
 
     def arm(self, delay: float) -> None:
-        """Fire :meth:`expire` in ``delay`` seconds."""
+        """Fire :meth:`expire` in ``delay`` seconds (at once when it is 0 or
+        less). The caller makes sure no timer is armed already (``timer`` is
+        None): this one replaces it without stopping it.
+
+        Args:
+            delay: seconds from the loop's current time.
+        """
         self.timer = timer = self._loop.timer(max(delay, 0.0))
         timer.start(self.expire)
 
@@ -74,6 +97,8 @@ class Deadlines:
             self.timer = None
 
     def clear(self) -> None:
+        """Forget every deadline and stop the timer: the connection closed
+        and failed its pending callers itself."""
         self.cancel()
         self.deadlines.clear()
         self.expired = 0

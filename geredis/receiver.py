@@ -66,7 +66,21 @@ READ_SIZE = 65536
 
 
 def expected(exc: BaseException) -> bool:
-    """True for the ways a stream ends; anything else is a bug worth a report."""
+    """Whether ``exc`` is one of the ways a stream ends, rather than a bug.
+
+    A :class:`Receiver` (and a connection's connecting greenlet) ends the
+    stream with whatever it caught; only an exception this says False for is
+    raised again from there, so gevent's hub reports it.
+
+    Args:
+        exc: what ended the stream.
+
+    Returns:
+        True for a socket error (``OSError``), any ``redis.RedisError`` (end of
+        stream, garbage, a reply nobody asked for, a failed handshake),
+        ``gevent.GreenletExit`` (the greenlet was killed) and
+        ``gevent.Timeout``; False for anything else.
+    """
     return isinstance(exc, (OSError, RedisError, gevent.GreenletExit, gevent.Timeout))
 
 
@@ -120,7 +134,15 @@ class Receiver:
         self._recv_into: Any = None
 
     def start(self, sock: Any) -> None:
-        """Start reading ``sock`` (connected, handshake done); returns at once."""
+        """Start reading ``sock``; returns at once (nothing is read here).
+
+        A plain socket is then read in the hub through an I/O watcher, a TLS
+        socket by a reader greenlet (see the module comment). After
+        :meth:`stop`, nothing is started.
+
+        Args:
+            sock: the gevent socket, connected and with its handshake done.
+        """
         self._sock = sock
         if self._stopped:
             return

@@ -42,9 +42,22 @@ class FutureSlot(AsyncResult):  # type: ignore[misc]
     """An AsyncResult the connection resolves like any slot."""
 
     def switch(self, reply: Any) -> None:
+        """Resolve with the reply (in the hub).
+
+        Args:
+            reply: the parsed reply; an error reply is a value here (the
+                exception object), set as the result, not raised.
+        """
         self.set(reply)
 
     def throw(self, exc: BaseException) -> None:
+        """Fail with ``exc`` (in the hub), unless already resolved.
+
+        Args:
+            exc: the caller's error: a ``redis.TimeoutError`` at its
+                deadline, or a ``redis.ConnectionError`` when the
+                connection broke.
+        """
         if not self.ready():
             self.set_exception(exc)
 
@@ -60,6 +73,9 @@ class ReaderSlot:
     where a client-side cache stores a value (issue 11); it must not block
     and should not raise (an exception becomes this caller's reply).
     Costs nothing for the connection's other slots.
+
+    Args:
+        target: the slot the outcome goes to, once :meth:`parsed` ran.
     """
 
     __slots__ = ("target",)
@@ -70,14 +86,34 @@ class ReaderSlot:
         self.target = target
 
     def parsed(self, reply: Any) -> Any:
-        """Runs in the reader as the reply is parsed; returns what
-        ``target`` gets (by default the reply itself)."""
+        """Runs in the reader as the reply is parsed (see the class comment).
+
+        Args:
+            reply: the reply as parsed (an error reply is the exception
+                object; a reply that could not be decoded, the
+                ``UnicodeDecodeError``).
+
+        Returns:
+            What ``target`` gets: by default the reply itself. If this
+            raises an ``Exception``, that exception is ``target``'s reply
+            instead; the connection and the other callers are unaffected.
+        """
         return reply
 
     def switch(self, reply: Any) -> None:
+        """Hand the reply (what :meth:`parsed` returned) on to ``target``.
+
+        Args:
+            reply: the reply.
+        """
         self.target.switch(reply)
 
     def throw(self, exc: BaseException) -> None:
+        """Hand a failure on to ``target`` (:meth:`parsed` does not run).
+
+        Args:
+            exc: the caller's error (timeout, broken connection).
+        """
         self.target.throw(exc)
 
 
@@ -90,7 +126,15 @@ class RawSlot(ReaderSlot):
 
 
 class MarkerSlot:
-    """The slot of an integrity marker: the reply must be ``expected``."""
+    """The slot of an integrity marker: the reply must be ``expected``.
+
+    The connection holds a batch's replies until the marker's reply comes
+    back and :meth:`matches`; a mismatch fails the connection with a
+    ``ProtocolError`` and every held caller with a ConnectionError.
+
+    Args:
+        expected: the ECHO argument sent, which the reply must equal.
+    """
 
     __slots__ = ("expected",)
 
@@ -98,19 +142,44 @@ class MarkerSlot:
         self.expected = expected
 
     def matches(self, reply: Any) -> bool:
+        """Whether the marker came back intact.
+
+        Args:
+            reply: the marker's reply (``str`` with ``decode_responses``).
+
+        Returns:
+            True when the reply equals ``expected``.
+        """
         if isinstance(reply, str):
             reply = reply.encode()
         return bool(reply == self.expected)
 
     def switch(self, reply: Any) -> None:  # checked by the reader instead
+        """Nothing: the frame handler checks the reply with :meth:`matches`.
+
+        Args:
+            reply: the marker's reply.
+        """
         pass
 
     def throw(self, exc: BaseException) -> None:
+        """Nothing: no caller waits on a marker.
+
+        Args:
+            exc: ignored.
+        """
         pass
 
 
 class BatchSlot:
-    """Collects ``count`` replies, then resolves ``result`` with the list."""
+    """Collects ``count`` replies, then resolves ``result`` with the list.
+
+    The same BatchSlot is appended to the FIFO once per reply it expects,
+    contiguously (``Connection.submit_batch``).
+
+    Args:
+        count: how many replies make the batch.
+    """
 
     __slots__ = ("count", "replies", "result")
 
@@ -120,12 +189,25 @@ class BatchSlot:
         self.result = AsyncResult()
 
     def switch(self, reply: Any) -> None:
+        """Collect the next reply; resolve ``result`` with the list when it
+        is the last one.
+
+        Args:
+            reply: one command's reply; an error reply is a value in the list
+                (the exception object).
+        """
         replies = self.replies
         replies.append(reply)
         if len(replies) == self.count:
             self.result.set(replies)
 
     def throw(self, exc: BaseException) -> None:
+        """Fail ``result`` with ``exc``, unless already resolved: the first
+        failure of the batch counts, those of its other replies are dropped.
+
+        Args:
+            exc: the error (a timeout, a broken connection).
+        """
         if not self.result.ready():
             self.result.set_exception(exc)
 
@@ -137,6 +219,18 @@ def failure_for(exc: BaseException, address: str) -> BaseException:
     error is kept as ``__cause__``. redis-py ConnectionErrors (an
     ``AuthenticationError`` from the handshake, a ``ProtocolError``) keep their
     class so that ``except redis.AuthenticationError`` works.
+
+    Args:
+        exc: what broke the connection.
+        address: the server, for the message.
+
+    Returns:
+        A new exception to raise in one caller: a copy of ``exc`` when it is
+        a ``redis.ConnectionError`` (a
+        :class:`~geredis.exceptions.ConnectionClosedError` if its class
+        cannot be built from its ``args``), otherwise a
+        :class:`~geredis.exceptions.ConnectionClosedError` saying the
+        connection to ``address`` was lost.
     """
     if isinstance(exc, RedisConnectionError):
         try:

@@ -72,8 +72,15 @@ class Writer:
         self.extra = 0
 
     def attach(self, sock: Any) -> None:
-        """Start writing to ``sock`` (what was collected leaves at the next
-        flush)."""
+        """Start writing to ``sock``. Sends nothing itself: what was
+        collected meanwhile leaves at the next :meth:`flush` (the owner calls
+        it right after).
+
+        Args:
+            sock: the gevent socket, connected and with its handshake done;
+                a plain one is flushed with non-blocking sends from the hub,
+                a TLS one (through its SSL object) by the writer greenlet.
+        """
         self._sock = sock
         # The plain socket's non-blocking send, for flushes from the hub.
         self._raw_send = None if hasattr(sock, "_sslobj") else sock._sock.send
