@@ -86,41 +86,127 @@ _DETACHED: Any = _Detached()
 
 class Redis(redis.Redis):  # type: ignore[misc]
     """A Redis client whose commands, from any number of greenlets, share one
-    auto-pipelined connection. Takes ``redis.Redis``'s arguments.
-
-    Args:
-        host, port, unix_socket_path, db, username, password,
-        credential_provider, socket_timeout, socket_connect_timeout,
-        socket_keepalive, socket_keepalive_options, encoding,
-        encoding_errors, decode_responses, protocol, legacy_responses,
-        client_name, lib_name, lib_version: as in ``redis.Redis``.
-            ``socket_timeout`` bounds each command's wait for its reply.
-        connection_pool: a redis-py ``ConnectionPool``/``BlockingConnectionPool``
-            (its settings are read; its own connections are never used) or
-            another geredis client's ``connection_pool``. Connection settings
-            then come from the pool only.
-        parser: ``"auto"`` (hiredis when installed), ``"hiredis"`` or
-            ``"python"``.
-        max_dedicated: how many dedicated connections (blocking commands,
-            WATCH, large pipelines, ``client()``, ``monitor()``) may exist at
-            once; default 10,000. A blocking command that finds them all in
-            use fails at once with ``PoolExhaustedError`` (waiting could
-            deadlock); the others wait, see ``dedicated_timeout``.
-        dedicated_timeout: how long a pipeline, transaction, ``client()`` or
-            ``monitor()`` waits for a dedicated connection when all are in use
-            before ``PoolExhaustedError``; None (default) waits as long as it
-            takes, 0 fails at once.
-        pipeline_threshold: pipelines with more commands than this (default
-            2000) run on a dedicated connection instead of the shared one.
-        cache_config, cache: client-side caching (redis-py's arguments):
-            a ``redis.cache.CacheConfig`` or ``geredis.cache.CacheConfig``,
-            or a ``geredis.cache.ClientCache``; RESP3 only. See
-            docs/caching.md.
+    auto-pipelined connection. Takes ``redis.Redis``'s arguments, by keyword
+    only, with redis-py's names, meanings and defaults, plus a few of its own.
 
     Clients with the same settings in one OS thread share one connection
-    (``connection_pool`` says which settings; see ``server.py``).
-    Other ``redis.Redis`` arguments are accepted only at their default value;
-    anything else raises ``ValueError`` rather than being ignored.
+    (``connection_pool`` says which settings; see ``server.py``). Building a
+    client does no I/O: the connection opens with the first command. Other
+    ``redis.Redis`` arguments (``max_connections``, ``single_connection_client``,
+    ``socket_read_size``, ``event_dispatcher``, ...) are accepted only at their default
+    value; anything else raises ``ValueError`` rather than being ignored.
+    Every argument, with its default, is in the Configuration page.
+
+    Args:
+        **kwargs: the keyword arguments below.
+
+    Keyword Args:
+        host (str): the server's host name or address (default
+            ``"localhost"``), resolved at every connect.
+        port (int): the server's TCP port (default 6379).
+        unix_socket_path (str | None): a unix socket to connect to instead
+            of ``host``/``port``.
+        db (int): the database, selected on every connection the client
+            opens (default 0).
+        username (str | None): the ACL user (None: ``default``).
+        password (str | None): the password, sent in the handshake.
+        credential_provider (redis.credentials.CredentialProvider | None):
+            asked for ``(username, password)`` at every connect; wins over
+            ``username``/``password``.
+        socket_timeout (float | None): the longest each command waits for
+            its reply, in seconds (default 5, redis-py 8's), then
+            ``redis.TimeoutError`` and the connection survives; None waits
+            for ever.
+        socket_connect_timeout (float | None): the longest for connect, TLS
+            and the handshake together (default 5).
+        socket_keepalive (bool): TCP keepalive (default True, with redis-py
+            8's timings).
+        socket_keepalive_options (dict | None): ``{socket.TCP_KEEPIDLE: 10,
+            ...}`` to override the keepalive timings.
+        health_check_interval (float): seconds of silence from the server
+            after which a PING checks the connection; no answer within
+            another interval replaces it. 0 (default) turns it off.
+        encoding (str): how ``str`` arguments are encoded and replies decoded
+            (default ``"utf-8"``).
+        encoding_errors (str): the codec's error handler (default
+            ``"strict"``).
+        decode_responses (bool): return ``str`` instead of ``bytes``.
+        protocol (int | None): None or 3 speak RESP3 on the wire, 2 speaks
+            RESP2; replies have redis-py's shapes for the value given.
+        legacy_responses (bool): redis-py 8's choice between its legacy
+            (default) and unified reply shapes.
+        client_name (str | None): ``CLIENT SETNAME`` on every connection.
+        lib_name (str | None): sent with ``CLIENT SETINFO`` (default
+            ``"geredis"``; servers before 7.2 ignore it).
+        lib_version (str | None): sent with ``CLIENT SETINFO`` (default:
+            geredis's version).
+        ssl (bool): TLS, configured by redis-py's ``ssl_*`` arguments, which
+            are taken with the same meanings and defaults (``ssl_certfile``,
+            ``ssl_keyfile``, ``ssl_cert_reqs``, ``ssl_ca_certs``,
+            ``ssl_ca_path``, ``ssl_ca_data``, ``ssl_check_hostname``,
+            ``ssl_password``, ``ssl_min_version``, ``ssl_ciphers``,
+            ``ssl_include_verify_flags``, ``ssl_exclude_verify_flags``; not
+            the OCSP ones). See the TLS and ACL page.
+        retry (redis.retry.Retry | None): the backoff and number of retries
+            for a command whose connection failed, sent again only when that
+            is harmless (see ``geredis.retry``); default redis-py 8's (10
+            retries, 10 ms doubling with jitter, capped at 1 s); None turns
+            retries off.
+        retry_on_timeout (bool): retry ``redis.TimeoutError`` too, under the
+            same rule.
+        retry_on_error (list | None): more exception classes to retry, under
+            the same rule.
+        retry_writes (bool): let writes that were sent be retried too (only
+            if your writes are idempotent).
+        max_in_flight (int): at most this many commands waiting for replies
+            on the shared connection (default 10,000); callers beyond it wait
+            for room, at most ``socket_timeout``, then ``redis.TimeoutError``
+            with nothing sent.
+        integrity_check (bool): append an ECHO marker to every batch and
+            check it in the reply stream; a desynchronised stream fails its
+            callers instead of delivering wrong values.
+        address_resolver (geredis.settings.AddressResolver | None): decides
+            at each connect which node a connection goes to instead of
+            ``host``/``port`` (set by ``geredis.sentinel``).
+        connection_pool (redis.ConnectionPool | geredis.pool.ConnectionPool): a redis-py ``ConnectionPool`` or
+            ``BlockingConnectionPool`` (its settings and retry options are
+            read; its own connections are never used) or another geredis
+            client's ``connection_pool``. The connection settings then come
+            from the pool only: one given as well must be at its default.
+        parser (str): ``"auto"`` (hiredis when installed, the default),
+            ``"hiredis"`` or ``"python"``.
+        max_dedicated (int): how many dedicated connections (blocking
+            commands, WATCH, large pipelines, ``client()``, ``monitor()``)
+            may exist at once; default 10,000. A blocking command that finds
+            them all in use fails at once with ``PoolExhaustedError``
+            (waiting could deadlock); the others wait, see
+            ``dedicated_timeout``.
+        dedicated_timeout (float | None): how long a pipeline, transaction,
+            ``client()`` or ``monitor()`` waits for a dedicated connection
+            when all are in use before ``PoolExhaustedError``; None
+            (default) waits as long as it takes, 0 fails at once.
+        pipeline_threshold (int): pipelines with more commands than this
+            (default 2000) run on a dedicated connection instead of the
+            shared one.
+        cache_config (redis.cache.CacheConfig | geredis.cache.CacheConfig | None):
+            client-side caching (redis-py's switch): reads are served from a
+            cache kept by the shared connection until Redis invalidates
+            them. RESP3 only. See the Client-side caching page.
+        cache (geredis.cache.ClientCache | None): client-side caching with a
+            cache object you built (to keep a handle on it); not with
+            ``cache_config``.
+
+    Raises:
+        ValueError: a ``redis.Redis`` argument geredis does not apply given
+            a value other than its default; a value that cannot be read
+            (``protocol=4``, ``db="one"``, ``max_dedicated=0``, an invalid
+            ``ssl_cert_reqs``, ``ssl=True`` with a unix socket); a
+            ``connection_pool`` geredis cannot read; or, with
+            ``connection_pool``, a connection setting not at its default.
+            For caching: both ``cache`` and ``cache_config``, a redis-py
+            cache object as ``cache``, ``protocol=2`` or
+            ``integrity_check=True`` with a cache.
+        TypeError: an argument neither ``redis.Redis`` nor geredis takes.
     """
 
     #: Observers of this client's commands (``geredis.observability``).
@@ -242,7 +328,23 @@ class Redis(redis.Redis):  # type: ignore[misc]
     @classmethod
     def from_url(cls: Type[_R], url: str, **kwargs: Any) -> _R:
         """A client for a ``redis://``, ``rediss://`` or ``unix://`` URL. As in
-        redis-py, the URL's options win over ``kwargs`` when both give one."""
+        redis-py, the URL's options win over ``kwargs`` when both give one.
+
+        Args:
+            url: ``redis://[[username]:password@]host[:port][/db][?option=value...]``,
+                ``rediss://...`` (the same over TLS) or
+                ``unix://[[username]:password@]/path/to.sock[?db=n...]``; the
+                query options are listed in the Configuration page.
+            **kwargs: more constructor arguments, as for the class.
+
+        Returns:
+            A new client of this class (no I/O yet).
+
+        Raises:
+            ValueError: another scheme, an unknown query option or a value
+                that does not parse; or what the constructor refuses.
+            TypeError: an argument the constructor does not take.
+        """
         options = dict(kwargs)
         options.update(parse_url(url))
         return cls(**options)
@@ -268,7 +370,50 @@ class Redis(redis.Redis):  # type: ignore[misc]
     # -- the command path ---------------------------------------------------
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        """Send one command and return its reply, after redis-py's callback."""
+        """Send one command and return its reply, after redis-py's callback.
+
+        Every command method (``r.get``, ``r.hgetall``...) ends here. The
+        command is refused or routed before anything is queued: a blocking
+        command runs on a dedicated connection, one that cannot share the
+        connection raises. Otherwise it joins the shared connection's FIFO
+        and the caller waits for its reply; a caller that gives up (timeout,
+        kill) leaves its reply to be dropped, and the connection lives on.
+        With client-side caching, a cacheable read may be answered from the
+        cache without a round trip.
+
+        Args:
+            *args: the command name and its arguments (``"SET", "k", "v"``).
+            **options: redis-py's per-command options (``NEVER_DECODE``,
+                ``EMPTY_RESPONSE``, the response callback's keywords).
+
+        Returns:
+            The reply after redis-py's response callback for the command: what
+            ``redis.Redis`` returns.
+
+        Raises:
+            redis.ResponseError: the command's error reply (its subclasses
+                for the server's error codes); the connection survives.
+            redis.DataError: an argument of a type that cannot be sent;
+                nothing was queued.
+            geredis.SharedConnectionError: a command that cannot share the
+                connection (SELECT, SUBSCRIBE, MULTI...); the error names what
+                to use instead, nothing was sent.
+            redis.TimeoutError: no reply within ``socket_timeout`` (the
+                connection survives, the late reply is dropped), or
+                ``max_in_flight`` commands stayed pending that long (nothing
+                was sent); a blocking command waited past its own timeout
+                plus ``socket_timeout`` (its dedicated connection is closed).
+            redis.ConnectionError: the connection broke (or could not be
+                opened) and the command was not safe to send again (see
+                ``geredis.retry``); the next command opens a new connection.
+                ``redis.AuthenticationError`` for a refused handshake.
+            geredis.PoolExhaustedError: a blocking command found every
+                dedicated connection in use; nothing was sent.
+            geredis.ClientClosedError: the client was closed for good
+                (``close(final=True)``).
+            geredis.ThreadAffinityError: called from another OS thread than
+                the client's; nothing was queued.
+        """
         if REDIS.execute_command is not PLAIN_EXECUTE_COMMAND and options.pop(INSIDE, None) is None:
             return traced_command(self, args, options)  # instrumentation patched redis.Redis
         name = args[0]
@@ -313,6 +458,30 @@ class Redis(redis.Redis):  # type: ignore[misc]
         The result holds what ``execute_command`` would return (after the
         response callback) or raises what it would raise, including
         ``TimeoutError`` once ``socket_timeout`` passes without a reply.
+        Commands are not sent again after a connection failure here (no
+        retries).
+
+        Args:
+            *args: the command name and its arguments, as for
+                :meth:`execute_command`.
+            **options: redis-py's per-command options, as for
+                :meth:`execute_command`.
+
+        Returns:
+            A ``gevent.event.AsyncResult``: ``.get()`` returns the result or
+            raises the command's error (``redis.ResponseError``,
+            ``redis.TimeoutError``, ``redis.ConnectionError``...).
+
+        Raises:
+            geredis.SharedConnectionError: a blocking command (it needs
+                :meth:`execute_command`), or one that cannot share the
+                connection; nothing was sent.
+            redis.DataError: an argument of a type that cannot be sent.
+            redis.TimeoutError: ``max_in_flight`` commands stayed pending for
+                ``socket_timeout`` seconds; nothing was sent.
+            geredis.ClientClosedError: the client was closed for good.
+            geredis.ThreadAffinityError: called from another OS thread than
+                the client's.
         """
         name = args[0]
         command = name.upper() if type(name) is str else command_name(name)
@@ -447,7 +616,22 @@ class Redis(redis.Redis):  # type: ignore[misc]
     # -- the two commands every program runs most -------------------------------
 
     def get(self, name: Any) -> Any:
-        """``GET name`` (redis-py's ``get``, minus its per-call option dict)."""
+        """``GET name`` (redis-py's ``get``, minus its per-call option dict).
+        With client-side caching, answered from the cache when it holds
+        the key.
+
+        Args:
+            name: the key.
+
+        Returns:
+            The value (``bytes``, or ``str`` with ``decode_responses``), or
+            None when the key does not exist.
+
+        Raises:
+            redis.ResponseError: ``WRONGTYPE``: the key holds another type.
+            redis.TimeoutError: as for :meth:`execute_command`, which this
+                calls (and which lists what else it raises).
+        """
         if self._cache is not None:
             return self._cache.get(self, name)
         return self.execute_command("GET", name)
@@ -455,7 +639,25 @@ class Redis(redis.Redis):  # type: ignore[misc]
     def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
         """``SET name value [...]``: redis-py's ``set``. The plain two-argument
         form skips redis-py's option checks, which cost more than the rest of
-        the command (measured 2.8 us of Python per call)."""
+        the command (measured 2.8 us of Python per call).
+
+        Args:
+            name: the key.
+            value: the value (``bytes``, ``str``, ``int`` or ``float``).
+            *args: redis-py's ``set`` options by position (``ex``, ``px``,
+                ``nx``, ``xx``, ``keepttl``, ``get``, ``exat``, ``pxat``...).
+            **kwargs: the same options by name.
+
+        Returns:
+            True when the value was set; None when ``nx``/``xx`` prevented
+            it; with ``get=True``, the old value (or None).
+
+        Raises:
+            redis.DataError: a value of a type that cannot be sent, or
+                options redis-py's ``set`` refuses (``ex`` with ``px``...).
+            redis.TimeoutError: as for :meth:`execute_command`, which this
+                calls (and which lists what else it raises).
+        """
         if args or kwargs:
             return super().set(name, value, *args, **kwargs)
         return self.execute_command("SET", name, value)
@@ -463,6 +665,13 @@ class Redis(redis.Redis):  # type: ignore[misc]
     # -- redis-py's client-level API ------------------------------------------
 
     def get_encoder(self) -> Encoder:
+        """redis-py's ``Encoder`` for this client's settings (``Lock``,
+        scripts and modules use it).
+
+        Returns:
+            A new ``redis._parsers.encoders.Encoder`` with the client's
+            encoding, errors and ``decode_responses``.
+        """
         return self.connection_pool.get_encoder()
 
     @property
@@ -498,6 +707,14 @@ class Redis(redis.Redis):  # type: ignore[misc]
             self._cache.after_write(self, commands)
 
     def get_connection_kwargs(self) -> Dict[str, Any]:
+        """The connection settings as redis-py's ``get_connection_kwargs()``
+        returns them: ``connection_pool.connection_kwargs``.
+
+        Returns:
+            That very dict (passwords included): a change to it applies to
+            this pool's clients from their next command on, on new
+            connections.
+        """
         return self.connection_pool.connection_kwargs
 
     def close(self, timeout: Optional[float] = None, *, final: bool = False) -> None:
@@ -509,6 +726,18 @@ class Redis(redis.Redis):  # type: ignore[misc]
         first, for at most ``timeout`` seconds (default: ``socket_timeout``),
         then fail with ``ClientClosedError``. With ``final=True`` the client
         is shut down for good: later commands raise ``ClientClosedError``.
+
+        Blocking commands in flight on dedicated connections, pinned clients
+        (``client()``) and monitors are aborted when the connections close;
+        pipelines on dedicated connections get up to ``timeout`` to finish.
+        Pub/sub objects are not closed (close them yourself). Safe to call
+        again.
+
+        Args:
+            timeout: the longest to wait for pending replies, in seconds
+                (None: ``socket_timeout``, or as long as it takes when that is
+                None too).
+            final: shut the client down for good.
         """
         if final:
             self._final = True
@@ -542,14 +771,58 @@ class Redis(redis.Redis):  # type: ignore[misc]
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None, *,
                  threshold: Optional[int] = None) -> Pipeline:
-        """redis-py's pipeline; ``threshold`` overrides ``pipeline_threshold``."""
+        """redis-py's pipeline; ``threshold`` overrides ``pipeline_threshold``.
+
+        Args:
+            transaction: wrap the batch in MULTI/EXEC (default True).
+            shard_hint: accepted for redis-py compatibility; unused.
+            threshold: run batches of more commands than this on a dedicated
+                connection (None: the client's ``pipeline_threshold``).
+
+        Returns:
+            A new :class:`~geredis.pipeline.Pipeline` (nothing is sent until
+            ``execute()``).
+        """
         return Pipeline(self, transaction, shard_hint, threshold=threshold)
 
     def transaction(self, func: Callable[[Pipeline], Any], *watches: Any,
                     shard_hint: Any = None, value_from_callable: bool = False,
                     watch_delay: Optional[float] = None) -> Any:
         """redis-py's ``transaction``: WATCH, ``func(pipe)``, EXEC, retried on
-        ``WatchError``."""
+        ``WatchError``.
+
+        With ``watches``, the pipeline runs on a dedicated connection from
+        ``WATCH`` on; without, the batch goes on the shared connection.
+
+        Args:
+            func: called with the pipeline, each try; reads run at once
+                (immediate mode) until it calls ``pipe.multi()`` and queues
+                the writes.
+            *watches: the keys to WATCH.
+            shard_hint: accepted for redis-py compatibility; unused.
+            value_from_callable: return what ``func`` returned instead of
+                the EXEC results.
+            watch_delay: seconds to sleep (cooperatively) before trying again
+                after a conflict; None tries again at once.
+
+        Returns:
+            The EXEC results, or ``func``'s value with ``value_from_callable``.
+
+        Raises:
+            geredis.PoolExhaustedError: no dedicated connection became free
+                within ``dedicated_timeout``.
+            redis.ResponseError: an error reply, as from ``pipe.execute()``;
+                what ``func`` raises propagates too. A ``redis.WatchError``
+                never does: it starts over, without bound, as in redis-py.
+                So does a connection that fails or times out once WATCH
+                took hold (the pipeline raises ``WatchError`` for it, as
+                redis-py's does): if EXEC had reached the server then, the
+                transaction runs again.
+            redis.ConnectionError: the connection failed before WATCH took
+                hold, or without ``watches``; not retried.
+            redis.TimeoutError: no reply within ``socket_timeout``, before
+                WATCH took hold or without ``watches``.
+        """
         return run_transaction(self, func, watches, shard_hint, value_from_callable,
                                watch_delay)
 
@@ -558,7 +831,26 @@ class Redis(redis.Redis):  # type: ignore[misc]
              lock_class: Any = None, thread_local: bool = True,
              raise_on_release_error: bool = True) -> Any:
         """redis-py's ``lock``; the default class sleeps cooperatively
-        (``geredis.lock.Lock``) and keeps tokens per greenlet."""
+        (``geredis.lock.Lock``) and keeps tokens per greenlet.
+
+        Args:
+            name: the lock's key.
+            timeout: seconds after which the lock expires by itself (None:
+                never).
+            sleep: seconds between tries while a blocking ``acquire`` waits.
+            blocking: whether ``acquire`` waits by default.
+            blocking_timeout: the longest a blocking ``acquire`` waits by
+                default (None: no bound).
+            lock_class: the class to build instead of
+                :class:`~geredis.lock.Lock` (called with the same arguments).
+            thread_local: keep the token per greenlet (True) rather than per
+                lock object.
+            raise_on_release_error: whether ``release()`` of a lock no longer
+                held raises ``redis.exceptions.LockNotOwnedError``.
+
+        Returns:
+            The lock, not acquired yet (``with r.lock("name"):`` acquires it).
+        """
         return (lock_class or Lock)(
             self, name, timeout=timeout, sleep=sleep, blocking=blocking,
             blocking_timeout=blocking_timeout, thread_local=thread_local,
@@ -569,7 +861,24 @@ class Redis(redis.Redis):  # type: ignore[misc]
         """A :class:`geredis.pubsub.PubSub` on a connection of its own, with
         this client's settings. Takes redis-py's ``pubsub()`` arguments plus
         geredis's (``on_reconnect``, ``on_handler_error``, ``max_queued``...).
-        Close it yourself (``close()``/``with``): ``close()`` here does not."""
+        Close it yourself (``close()``/``with``): ``close()`` here does not.
+
+        Args:
+            **kwargs: the arguments of :class:`geredis.pubsub.PubSub` after
+                its settings and parser (``ignore_subscribe_messages``,
+                ``encoder``, ``on_handler_error``, ``on_reconnect``,
+                ``reconnect_messages``, ``max_queued``,
+                ``health_check_interval``, ``reconnect_backoff``...).
+
+        Returns:
+            A new :class:`geredis.pubsub.PubSub`; it connects with its first
+            subscription.
+
+        Raises:
+            geredis.ClientClosedError: the client was closed for good.
+            TypeError: an argument ``PubSub`` does not take.
+            ValueError: ``max_queued`` below 1.
+        """
         from .pubsub import PubSub
 
         if self._final:
@@ -579,14 +888,36 @@ class Redis(redis.Redis):  # type: ignore[misc]
         return pubsub
 
     def monitor(self) -> "Monitor":
-        """redis-py's Monitor on a dedicated connection (``with r.monitor() as m``)."""
+        """redis-py's Monitor on a dedicated connection (``with r.monitor() as m``).
+
+        Returns:
+            A :class:`~geredis.monitor.Monitor` holding one of the client's
+            ``max_dedicated`` permits until it is closed; it connects and
+            sends MONITOR when entered (``with``).
+
+        Raises:
+            geredis.PoolExhaustedError: no dedicated permit became free within
+                ``dedicated_timeout``.
+            geredis.ClientClosedError: the client was closed for good.
+        """
         from .monitor import Monitor
 
         return Monitor(self)
 
     def client(self) -> "PinnedRedis":
         """A client pinned to one dedicated connection (SELECT, raw WATCH ...);
-        close it to give the connection back."""
+        close it to give the connection back.
+
+        Returns:
+            A :class:`~geredis.monitor.PinnedRedis` holding one of the
+            client's ``max_dedicated`` permits until it is closed (its
+            connection is then closed, not reused).
+
+        Raises:
+            geredis.PoolExhaustedError: no dedicated permit became free within
+                ``dedicated_timeout``.
+            geredis.ClientClosedError: the client was closed for good.
+        """
         from .monitor import PinnedRedis
 
         return PinnedRedis(self)
@@ -597,7 +928,27 @@ def finish_reply(callbacks: Dict[str, Any], command: str, reply: Any,
     """What ``execute_command`` returns for ``reply``: an error reply raised
     (or redis-py's ``EMPTY_RESPONSE`` default), else redis-py's callback for
     ``command`` applied with the callback options in ``options`` (client-level
-    options are removed from it)."""
+    options are removed from it).
+
+    Args:
+        callbacks: the client's response callbacks (command name to
+            function).
+        command: the upper-case command name.
+        reply: the parsed reply; an exception object for an error reply.
+        options: the command's options; the client-level ones (``keys``,
+            ``EMPTY_RESPONSE``, ``NEVER_DECODE``) are popped from it, the
+            rest are passed to the callback.
+
+    Returns:
+        The callback's result, the reply itself when the command has no
+        callback, or ``options[EMPTY_RESPONSE]`` for an error reply when that
+        option is given.
+
+    Raises:
+        redis.ResponseError: ``reply`` is an error reply (raised as it is; any
+            other exception object in ``reply`` too, such as a
+            ``UnicodeDecodeError`` for a reply that could not be decoded).
+    """
     if isinstance(reply, Exception):
         if EMPTY_RESPONSE in options and isinstance(reply, ResponseError):
             return options[EMPTY_RESPONSE]
@@ -635,5 +986,20 @@ def _refuse_with_pool(kwargs: Dict[str, Any]) -> None:
 
 
 def from_url(url: str, **kwargs: Any) -> Redis:
-    """``geredis.Redis.from_url(url, **kwargs)``."""
+    """``geredis.Redis.from_url(url, **kwargs)``: a client for a URL.
+
+    Args:
+        url: ``redis://...``, ``rediss://...`` or ``unix://...``; see
+            :meth:`Redis.from_url`.
+        **kwargs: more constructor arguments; the URL's options win over
+            them.
+
+    Returns:
+        A new :class:`Redis`.
+
+    Raises:
+        ValueError: the URL or an argument cannot be used (see
+            :meth:`Redis.from_url`).
+        TypeError: an argument ``geredis.Redis`` does not take.
+    """
     return Redis.from_url(url, **kwargs)

@@ -163,8 +163,25 @@ class Connection:
     def submit(self, packed: bytes, slot: Any, raw: bool = False) -> None:
         """Queue one packed command whose reply will resolve ``slot``.
 
-        The caller must have checked that the state is CONNECTING or OPEN.
-        With ``raw`` the reply is read without decoding (NEVER_DECODE).
+        Never blocks, never switches greenlets and checks nothing: the caller
+        must have checked that the state is CONNECTING or OPEN (on a CLOSED
+        connection nothing would resolve ``slot`` but its deadline) and, if
+        it respects ``max_in_flight``, that there is ``room``. The bytes
+        leave with the writer's next flush (in this pass of the event loop);
+        with ``socket_timeout`` set, the command gets its deadline.
+
+        Args:
+            packed: the whole command, RESP-encoded (``Packer.pack``).
+            slot: what the outcome resolves, in the hub: a
+                ``gevent.hub.Waiter`` (the blocking caller), a
+                :class:`~geredis.slots.FutureSlot`, a
+                :class:`~geredis.slots.ReaderSlot`, or anything with
+                ``switch(reply)`` and ``throw(exc)`` (see ``slots.py``). It
+                gets the reply (an error reply as the exception object), a
+                ``redis.TimeoutError`` at its deadline, or a
+                ``redis.ConnectionError`` if the connection breaks first.
+            raw: read the reply without decoding it (redis-py's
+                NEVER_DECODE); only matters with ``decode_responses``.
         """
         if raw or type(slot) is not Waiter:
             slot = self._reader_slot(slot, raw)
@@ -180,7 +197,20 @@ class Connection:
 
     def submit_batch(self, packed: bytes, slots: List[Any]) -> None:
         """Queue several commands packed as one byte string, one slot per
-        reply, contiguously: no other caller's command lands between them."""
+        reply, contiguously: no other caller's command lands between them.
+
+        As :meth:`submit`: never blocks, checks nothing (the state and
+        ``max_in_flight`` are the caller's to respect; a batch may take the
+        pending count past it), and with ``socket_timeout`` set every reply
+        of the batch gets the same deadline.
+
+        Args:
+            packed: the commands, RESP-encoded back to back.
+            slots: one slot per reply, in order, resolved as in
+                :meth:`submit` (the same :class:`~geredis.slots.BatchSlot`
+                may stand for every reply; wrap one in
+                :class:`~geredis.slots.RawSlot` to read it undecoded).
+        """
         for slot in slots:
             if type(slot) is not Waiter:
                 slot = self._reader_slot(slot, False)
@@ -212,6 +242,11 @@ class Connection:
         Waits at most ``timeout`` seconds (forever when None) for the pending
         replies; those still missing then fail with ClientClosedError. Returns
         once the socket is closed and the connection's greenlets have ended.
+        The connection is CLOSED afterwards, for good. Safe to call again.
+
+        Args:
+            timeout: the longest to wait for the pending replies, in
+                seconds; None waits as long as they take.
         """
         self.close_nowait()
         if not self._closed.wait(timeout):
@@ -378,7 +413,14 @@ class Connection:
         """Close now: pending commands fail with a ConnectionError.
 
         For a dedicated connection whose caller gave up before its reply (a
-        killed BLPOP must not pop an item into nowhere). Never blocks.
+        killed BLPOP must not pop an item into nowhere). Never blocks; the
+        connection is CLOSED for good. Does nothing if it is CLOSED already.
+
+        Args:
+            exc: why, recorded as :attr:`error`; each pending caller gets a
+                ``redis.ConnectionError`` made from it (see
+                :func:`~geredis.slots.failure_for`). None: a
+                :class:`~geredis.exceptions.ClientClosedError`.
         """
         self._fail(exc or ClientClosedError("connection aborted by the client"))
 

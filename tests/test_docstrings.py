@@ -37,27 +37,6 @@ Function = Union[ast.FunctionDef, ast.AsyncFunctionDef]
 
 #: qualified name -> what it lacks (``docstring``, ``args``, ``returns``).
 KNOWN_GAPS: Dict[str, Set[str]] = {
-    "geredis.client.Redis.__init__": {"args"},
-    "geredis.client.Redis.client": {"returns"},
-    "geredis.client.Redis.close": {"args"},
-    "geredis.client.Redis.execute_async": {"args", "returns"},
-    "geredis.client.Redis.execute_command": {"args", "returns"},
-    "geredis.client.Redis.from_url": {"args", "returns"},
-    "geredis.client.Redis.get": {"args", "returns"},
-    "geredis.client.Redis.get_connection_kwargs": {"docstring"},
-    "geredis.client.Redis.get_encoder": {"docstring"},
-    "geredis.client.Redis.lock": {"args", "returns"},
-    "geredis.client.Redis.monitor": {"returns"},
-    "geredis.client.Redis.pipeline": {"args", "returns"},
-    "geredis.client.Redis.pubsub": {"args", "returns"},
-    "geredis.client.Redis.set": {"args", "returns"},
-    "geredis.client.Redis.transaction": {"args", "returns"},
-    "geredis.client.finish_reply": {"args", "returns"},
-    "geredis.client.from_url": {"args", "returns"},
-    "geredis.connection.Connection.abort": {"args"},
-    "geredis.connection.Connection.close": {"args"},
-    "geredis.connection.Connection.submit": {"args"},
-    "geredis.connection.Connection.submit_batch": {"args"},
 }
 
 _SECTION = re.compile(r"^(\s*)([A-Z][A-Za-z ]*):\s*$")
