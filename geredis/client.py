@@ -711,9 +711,11 @@ class Redis(redis.Redis):  # type: ignore[misc]
         returns them: ``connection_pool.connection_kwargs``.
 
         Returns:
-            That very dict (passwords included): a change to it applies to
-            this pool's clients from their next command on, on new
-            connections.
+            The pool's ``connection_kwargs`` itself (passwords included: do
+            not log it). A change to it is checked first (``ValueError`` or
+            ``TypeError`` for a bad value, and nothing changes); once kept,
+            the pool's clients use new connections with the new settings
+            from their next command on.
         """
         return self.connection_pool.connection_kwargs
 

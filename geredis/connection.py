@@ -167,8 +167,9 @@ class Connection:
         must have checked that the state is CONNECTING or OPEN (on a CLOSED
         connection nothing would resolve ``slot`` but its deadline) and, if
         it respects ``max_in_flight``, that there is ``room``. The bytes
-        leave with the writer's next flush (in this pass of the event loop);
-        with ``socket_timeout`` set, the command gets its deadline.
+        leave with the writer's next flush (in this pass of the event loop,
+        or right after the handshake while CONNECTING); with
+        ``socket_timeout`` set, the command gets its deadline.
 
         Args:
             packed: the whole command, RESP-encoded (``Packer.pack``).
