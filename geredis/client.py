@@ -395,6 +395,9 @@ class Redis(redis.Redis):  # type: ignore[misc]
                 for the server's error codes); the connection survives.
             redis.DataError: an argument of a type that cannot be sent;
                 nothing was queued.
+            UnicodeEncodeError: a ``str`` argument that does not encode with
+                ``encoding`` (``encoding_errors="strict"``); nothing was
+                queued.
             geredis.SharedConnectionError: a command that cannot share the
                 connection (SELECT, SUBSCRIBE, MULTI...); the error names what
                 to use instead, nothing was sent.
@@ -477,6 +480,8 @@ class Redis(redis.Redis):  # type: ignore[misc]
                 :meth:`execute_command`), or one that cannot share the
                 connection; nothing was sent.
             redis.DataError: an argument of a type that cannot be sent.
+            UnicodeEncodeError: a ``str`` argument that does not encode with
+                ``encoding``.
             redis.TimeoutError: ``max_in_flight`` commands stayed pending for
                 ``socket_timeout`` seconds; nothing was sent.
             geredis.ClientClosedError: the client was closed for good.
@@ -835,20 +840,20 @@ class Redis(redis.Redis):  # type: ignore[misc]
         """redis-py's ``lock``; the default class sleeps cooperatively
         (``geredis.lock.Lock``) and keeps tokens per greenlet.
 
+        The arguments after ``name`` are handed to the lock's class; their
+        meanings are on :class:`~geredis.lock.Lock`.
+
         Args:
             name: the lock's key.
-            timeout: seconds after which the lock expires by itself (None:
-                never).
-            sleep: seconds between tries while a blocking ``acquire`` waits.
-            blocking: whether ``acquire`` waits by default.
-            blocking_timeout: the longest a blocking ``acquire`` waits by
-                default (None: no bound).
+            timeout: the lock's expiry in seconds (None: none).
+            sleep: the pause between tries of a blocking ``acquire``.
+            blocking: ``acquire``'s default for waiting.
+            blocking_timeout: ``acquire``'s default bound on waiting.
             lock_class: the class to build instead of
-                :class:`~geredis.lock.Lock` (called with the same arguments).
-            thread_local: keep the token per greenlet (True) rather than per
-                lock object.
-            raise_on_release_error: whether ``release()`` of a lock no longer
-                held raises ``redis.exceptions.LockNotOwnedError``.
+                :class:`~geredis.lock.Lock`, with the same arguments.
+            thread_local: tokens per greenlet (True) or per lock object.
+            raise_on_release_error: whether releasing a lock no longer held
+                raises.
 
         Returns:
             The lock, not acquired yet (``with r.lock("name"):`` acquires it).
