@@ -413,7 +413,8 @@ class Redis(redis.Redis):  # type: ignore[misc]
             geredis.PoolExhaustedError: a blocking command found every
                 dedicated connection in use; nothing was sent.
             geredis.ClientClosedError: the client was closed for good
-                (``close(final=True)``).
+                (``close(final=True)``), or the command was still pending
+                when a ``close()`` gave up waiting for it.
             geredis.ThreadAffinityError: called from another OS thread than
                 the client's; nothing was queued.
         """
