@@ -86,12 +86,14 @@ class ReaderSlot:
         self.target = target
 
     def parsed(self, reply: Any) -> Any:
-        """Runs in the reader as the reply is parsed (see the class comment).
+        """Runs in the reader as the reply is parsed (see the class comment;
+        with ``integrity_check``, once the batch's marker came back intact).
 
         Args:
             reply: the reply as parsed (an error reply is the exception
                 object; a reply that could not be decoded, the
-                ``UnicodeDecodeError``).
+                ``UnicodeDecodeError``, except on a connection with a
+                client-side cache, where that breaks the connection).
 
         Returns:
             What ``target`` gets: by default the reply itself. If this
