@@ -36,8 +36,7 @@ PACKAGE = ROOT / "geredis"
 Function = Union[ast.FunctionDef, ast.AsyncFunctionDef]
 
 #: qualified name -> what it lacks (``docstring``, ``args``, ``returns``).
-KNOWN_GAPS: Dict[str, Set[str]] = {
-}
+KNOWN_GAPS: Dict[str, Set[str]] = {}
 
 _SECTION = re.compile(r"^(\s*)([A-Z][A-Za-z ]*):\s*$")
 _ARG_SECTIONS = {"Args", "Arguments", "Keyword Args", "Keyword Arguments", "Parameters",
