@@ -289,13 +289,16 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
             redis.ResponseError: with ``raise_on_error``, the first error reply.
             redis.ExecAbortError: the server refused a command while queuing the
                 transaction; nothing ran.
-            redis.WatchError: a WATCHed key changed, or the connection was lost
-                while WATCHing.
+            redis.WatchError: a WATCHed key changed (nothing ran).
             geredis.SharedConnectionError: a queued command that cannot run in a
                 pipeline (checked before anything is sent).
             redis.TimeoutError: no reply within ``socket_timeout`` (plus the block
                 time of blocking commands in a batch).
-            redis.ConnectionError: the connection failed; pipelines are not retried.
+            redis.ConnectionError: the connection failed; pipelines are not
+                retried. Once the batch was sent its outcome is unknown (a
+                transaction may have run): this is raised as it is, also
+                while WATCHing, never as a ``WatchError`` that
+                ``r.transaction()`` would retry.
         """
         if REDIS_PIPELINE.execute is not PLAIN_EXECUTE and not self._in_trace:
             return traced_pipeline(self, "execute", (raise_on_error,), {})  # type: ignore[no-any-return]
@@ -332,11 +335,11 @@ class Pipeline(redis.client.Pipeline):  # type: ignore[misc]
             if self.transaction or self.explicit_transaction:  # type: ignore[truthy-function]
                 return self._execute_multi(stack, raise_on_error)
             return self._execute_batch(stack, raise_on_error)
-        except (ConnectionError, RedisTimeoutError) as exc:
-            if self.watching:
-                raise WatchError(
-                    f"A {type(exc).__name__} occurred while watching one or more keys"
-                ) from exc
+        except (ConnectionError, RedisTimeoutError):
+            # The batch (EXEC included) may have run: its outcome is unknown,
+            # so this is no WatchError, which r.transaction() would answer by
+            # running the transaction again (redis-py does; it can apply the
+            # writes twice). The caller re-reads and decides, as for a write.
             raise
         finally:
             self.reset()

@@ -306,3 +306,29 @@ def test_forgotten_watching_pipeline_gives_its_connection_back(r: geredis.Redis)
 
     gc.collect()
     assert r._dedicated.in_use == 0 and r._dedicated._idle == []  # aborted, not pooled
+
+
+def test_a_watched_transaction_whose_outcome_is_unknown_is_not_run_again(
+        redis_server: RedisServer) -> None:
+    # EXEC's reply comes late (DEBUG SLEEP inside the transaction), so the
+    # client times out after the transaction was sent: it may have run.
+    # redis-py raises WatchError there, and transaction() runs func again once
+    # the server is back (INCR twice); geredis raises the TimeoutError and
+    # runs func once.
+    with geredis.Redis(port=redis_server.port, socket_timeout=0.4) as c:
+        c.set("once", 0)
+        calls = []
+
+        def func(pipe: Any) -> None:
+            calls.append(1)
+            pipe.get("once")
+            pipe.multi()
+            pipe.incr("once")
+            pipe.execute_command("DEBUG", "SLEEP", "0.6")
+
+        with pytest.raises(redis.TimeoutError):
+            c.transaction(func, "once")
+        assert len(calls) == 1
+        gevent.sleep(0.5)
+        assert c.get("once") == b"1"
+        assert c._dedicated.in_use == 0
