@@ -59,7 +59,7 @@ from .guards import check_thread, real_thread_id
 from .retry import RetryPolicy
 from .routing import ROUTES, block_seconds, command_name
 from .server import ServerConnections
-from .settings import ConnectionSettings, parse_url
+from .settings import ConnectionSettings, geredis_option, parse_url
 from .slots import FutureSlot
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -219,7 +219,8 @@ class Redis(redis.Redis):  # type: ignore[misc]
     _cached_view: Optional[CachedCommands] = None
 
     def __init__(self, **kwargs: Any) -> None:
-        self.pipeline_threshold: int = kwargs.pop("pipeline_threshold", PIPELINE_THRESHOLD)
+        self.pipeline_threshold: int = geredis_option(
+            "pipeline_threshold", kwargs.pop("pipeline_threshold", PIPELINE_THRESHOLD))
         source = kwargs.pop("connection_pool", None)
         options = {k: kwargs.pop(k) for k in _GEREDIS_OPTIONS if k in kwargs}
         cache = cache_option(kwargs.pop("cache_config", None), kwargs.pop("cache", None))

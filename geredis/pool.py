@@ -42,7 +42,7 @@ from .cache.client_cache import check as check_cache
 from .compat import settings_from_kwargs
 from .dedicated import MAX_DEDICATED
 from .server import ServerConnections, shared_connections
-from .settings import ConnectionSettings
+from .settings import ConnectionSettings, geredis_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Redis
@@ -192,16 +192,19 @@ class ConnectionPool:
             a cache config or a ``ClientCache``), or None.
 
     Raises:
-        ValueError: a cache option that cannot work with these settings.
+        ValueError: a cache option that cannot work with these settings, or
+            a ``parser``, ``max_dedicated`` or ``dedicated_timeout`` that
+            cannot work (``parser="bogus"``, ``max_dedicated=0``...).
     """
 
     def __init__(self, settings: ConnectionSettings, *, parser: str = "auto",
                  max_dedicated: int = MAX_DEDICATED,
                  dedicated_timeout: Optional[float] = None, shared: bool = True,
                  cache: Any = None) -> None:
-        self.parser = parser
-        self.max_dedicated = max_dedicated
-        self.dedicated_timeout = dedicated_timeout
+        self.parser: str = geredis_option("parser", parser)
+        self.max_dedicated: int = geredis_option("max_dedicated", max_dedicated)
+        self.dedicated_timeout: Optional[float] = geredis_option(
+            "dedicated_timeout", dedicated_timeout)
         self.shared = shared
         self.cache = cache
         self._local = _ThreadLocal()  # .owner: this OS thread's ServerConnections

@@ -255,6 +255,71 @@ def _as_protocol(value: Any) -> Optional[int]:
     raise ValueError("protocol must be 2, 3 or None")
 
 
+def _as_parser(value: Any) -> str:
+    if value in ("auto", "python"):
+        return str(value)
+    if value == "hiredis":
+        from .protocol import HIREDIS_AVAILABLE
+
+        if not HIREDIS_AVAILABLE:
+            raise ValueError("the hiredis package is not installed")
+        return "hiredis"
+    raise ValueError("expected 'auto', 'hiredis' or 'python'")
+
+
+def _at_least(low: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        number = _as_int(value)
+        if number < low:
+            raise ValueError(f"expected an integer of at least {low}")
+        return number
+    return check
+
+
+def _as_optional_seconds(value: Any) -> Optional[float]:
+    seconds = _as_seconds(value)
+    if seconds is not None and seconds < 0:
+        raise ValueError("expected a number of seconds >= 0 or None")
+    return seconds
+
+
+#: The options geredis adds to redis-py's, checked when a client is built
+#: (``geredis.Redis(...)``, its ``ConnectionPool``) rather than at first use.
+_GEREDIS_OPTIONS: Dict[str, Callable[[Any], Any]] = {
+    "parser": _as_parser,
+    "max_dedicated": _at_least(1),
+    "dedicated_timeout": _as_optional_seconds,
+    "pipeline_threshold": _at_least(0),
+}
+
+
+def _checked(name: str, value: Any, coerce: Callable[[Any], Any]) -> Any:
+    try:
+        return coerce(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid {name}={value!r}: {exc}") from None
+
+
+def geredis_option(name: str, value: Any) -> Any:
+    """One of the options geredis adds, normalised and checked.
+
+    Args:
+        name: ``"parser"``, ``"max_dedicated"``, ``"dedicated_timeout"`` or
+            ``"pipeline_threshold"``.
+        value: as given (strings of numbers are read as numbers, as for the
+            connection settings).
+
+    Returns:
+        The value to use.
+
+    Raises:
+        ValueError: a value that cannot work (``parser="bogus"``,
+            ``parser="hiredis"`` without hiredis, ``max_dedicated=0``,
+            ``pipeline_threshold="x"``...), before anything is sent.
+    """
+    return _checked(name, value, _GEREDIS_OPTIONS[name])
+
+
 #: How each typed setting is normalised: values from URLs, settings files or
 #: environment variables often come as strings, and a string "2" or "False"
 #: must not silently mean something else (redis-py's callback tables would be
@@ -381,11 +446,7 @@ class ConnectionSettings:
 
     def __post_init__(self) -> None:
         for name, coerce in _COERCE.items():
-            value = getattr(self, name)
-            try:
-                setattr(self, name, coerce(value))
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"invalid {name}={value!r}: {exc}") from None
+            setattr(self, name, _checked(name, getattr(self, name), coerce))
         if self.ssl:
             self.verify_mode  # noqa: B018 - refuses an unknown ssl_cert_reqs now
             if self.unix_socket_path:

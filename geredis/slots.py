@@ -42,13 +42,16 @@ class FutureSlot(AsyncResult):  # type: ignore[misc]
     """An AsyncResult the connection resolves like any slot."""
 
     def switch(self, reply: Any) -> None:
-        """Resolve with the reply (in the hub).
+        """Resolve with the reply (in the hub), unless already resolved: a
+        reply that comes after the caller's deadline failed the slot is
+        dropped, so the slot keeps the one outcome it was given.
 
         Args:
             reply: the parsed reply; an error reply is a value here (the
                 exception object), set as the result, not raised.
         """
-        self.set(reply)
+        if not self.ready():
+            self.set(reply)
 
     def throw(self, exc: BaseException) -> None:
         """Fail with ``exc`` (in the hub), unless already resolved.
@@ -200,8 +203,8 @@ class BatchSlot:
         """
         replies = self.replies
         replies.append(reply)
-        if len(replies) == self.count:
-            self.result.set(replies)
+        if len(replies) == self.count and not self.result.ready():
+            self.result.set(replies)  # not after a failure (a timeout): that stands
 
     def throw(self, exc: BaseException) -> None:
         """Fail ``result`` with ``exc``, unless already resolved: the first

@@ -3,6 +3,8 @@ handshake options, close, repr and the future form."""
 
 from __future__ import annotations
 
+from typing import Any, Dict
+
 import gevent
 import pytest
 import redis
@@ -202,6 +204,26 @@ def test_constructor_refuses_what_it_cannot_apply() -> None:
     geredis.Redis(retry_on_timeout=False, max_connections=None).close()  # defaults are fine
 
 
+@pytest.mark.parametrize("option", [
+    {"parser": "bogus"}, {"max_dedicated": 0}, {"max_dedicated": "many"},
+    {"dedicated_timeout": -1}, {"dedicated_timeout": "soon"},
+    {"pipeline_threshold": "x"}, {"pipeline_threshold": -1}, {"pipeline_threshold": True},
+])
+def test_geredis_options_are_checked_when_the_client_is_built(option: Dict[str, Any]) -> None:
+    [name] = option
+    with pytest.raises(ValueError, match=f"invalid {name}="):
+        geredis.Redis(**option)
+
+
+def test_geredis_options_given_as_strings_are_read() -> None:
+    c = geredis.Redis(parser="python", max_dedicated="3", dedicated_timeout="1.5",
+                      pipeline_threshold="10")
+    pool = c.connection_pool
+    assert (pool.parser, pool.max_dedicated, pool.dedicated_timeout, c.pipeline_threshold) == (
+        "python", 3, 1.5, 10)
+    c.close()
+
+
 def test_repr_shows_address_state_and_pending(redis_server: RedisServer) -> None:
     c = geredis.Redis(port=redis_server.port, password=None)
     assert f"127.0.0.1:{redis_server.port}" in repr(c) or f"localhost:{redis_server.port}" in repr(c)
@@ -283,3 +305,26 @@ def test_mixin_helpers(r: geredis.Redis) -> None:
     assert r.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
     assert sorted(r.scan_iter(match="[ab]")) == [b"a", b"b"]
     assert "redis_version" in r.info()
+
+
+def test_a_slot_keeps_its_timeout_when_the_late_reply_comes(redis_server: RedisServer) -> None:
+    # Each slot is resolved exactly once: the TimeoutError at the deadline
+    # stands, and the late reply, when the reader pops the slot, is dropped.
+    from geredis.slots import BatchSlot, FutureSlot
+
+    with geredis.Redis(port=redis_server.port, socket_timeout=0.2) as c:
+        c.ping()
+        conn = c._connection
+        assert conn is not None
+        single, batch = FutureSlot(), BatchSlot(1)
+        conn.submit(c._packer.pack(("DEBUG", "SLEEP", "0.4")), single, False)
+        conn.submit(c._packer.pack(("ECHO", "late")), batch, False)
+        with pytest.raises(redis.TimeoutError):
+            single.get()
+        with pytest.raises(redis.TimeoutError):
+            batch.result.get()
+        gevent.sleep(0.5)  # the late replies arrive and pop their slots
+        assert conn.pending == 0
+        assert isinstance(single.exception, redis.TimeoutError)
+        assert isinstance(batch.result.exception, redis.TimeoutError)
+        assert c.ping()
