@@ -59,7 +59,7 @@ from .guards import check_thread, real_thread_id
 from .retry import RetryPolicy
 from .routing import ROUTES, block_seconds, command_name
 from .server import ServerConnections
-from .settings import ConnectionSettings, geredis_option, parse_url
+from .settings import ConnectionSettings, geredis_option, max_dedicated_for, parse_url
 from .slots import FutureSlot
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -92,7 +92,7 @@ class Redis(redis.Redis):  # type: ignore[misc]
     Clients with the same settings in one OS thread share one connection
     (``connection_pool`` says which settings; see ``server.py``). Building a
     client does no I/O: the connection opens with the first command. Other
-    ``redis.Redis`` arguments (``max_connections``, ``single_connection_client``,
+    ``redis.Redis`` arguments (``single_connection_client``,
     ``socket_read_size``, ``event_dispatcher``, ...) are accepted only at their default
     value; anything else raises ``ValueError`` rather than being ignored.
     Every argument, with its default, is in the Configuration page.
@@ -180,7 +180,10 @@ class Redis(redis.Redis):  # type: ignore[misc]
             may exist at once; default 10,000. A blocking command that finds
             them all in use fails at once with ``PoolExhaustedError``
             (waiting could deadlock); the others wait, see
-            ``dedicated_timeout``.
+            ``dedicated_timeout``. redis-py's ``max_connections=N`` (a
+            bound on connections to the server) is taken as
+            ``max_dedicated=N - 1`` (the shared connection counts), N >= 2;
+            ``max_dedicated`` wins when both are given.
         dedicated_timeout (float | None): how long a pipeline, transaction,
             ``client()`` or ``monitor()`` waits for a dedicated connection
             when all are in use before ``PoolExhaustedError``; None
@@ -223,6 +226,9 @@ class Redis(redis.Redis):  # type: ignore[misc]
             "pipeline_threshold", kwargs.pop("pipeline_threshold", PIPELINE_THRESHOLD))
         source = kwargs.pop("connection_pool", None)
         options = {k: kwargs.pop(k) for k in _GEREDIS_OPTIONS if k in kwargs}
+        max_dedicated = max_dedicated_for(kwargs, options.get("max_dedicated"))
+        if max_dedicated is not None:
+            options["max_dedicated"] = max_dedicated
         cache = cache_option(kwargs.pop("cache_config", None), kwargs.pop("cache", None))
         if cache is not None:
             options["cache"] = cache

@@ -290,6 +290,9 @@ _GEREDIS_OPTIONS: Dict[str, Callable[[Any], Any]] = {
     "max_dedicated": _at_least(1),
     "dedicated_timeout": _as_optional_seconds,
     "pipeline_threshold": _at_least(0),
+    # redis-py's bound on connections to one server: geredis's shared one and
+    # max_connections - 1 dedicated ones (see max_dedicated_for).
+    "max_connections": _at_least(2),
 }
 
 
@@ -298,6 +301,34 @@ def _checked(name: str, value: Any, coerce: Callable[[Any], Any]) -> Any:
         return coerce(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid {name}={value!r}: {exc}") from None
+
+
+def max_dedicated_for(kwargs: Dict[str, Any], max_dedicated: Optional[int]) -> Optional[int]:
+    """Take redis-py's ``max_connections`` out of ``kwargs`` and turn it into
+    geredis's bound on dedicated connections.
+
+    redis-py's pools bound the connections to one server; geredis opens one
+    shared connection and dedicated ones for what cannot share it, so
+    ``max_connections=N`` allows ``N - 1`` dedicated connections (and
+    ``r.connection_pool.max_connections`` reads ``N`` back). Libraries pass
+    it on their own (limits passes ``max_connections=1000`` to
+    ``RedisCluster``).
+
+    Args:
+        kwargs: the client's keyword arguments; ``max_connections`` is
+            removed from them.
+        max_dedicated: the ``max_dedicated`` given, if any: it wins.
+
+    Returns:
+        The ``max_dedicated`` to use, or None for the default.
+
+    Raises:
+        ValueError: ``max_connections`` below 2 or not an integer.
+    """
+    max_connections = kwargs.pop("max_connections", None)
+    if max_dedicated is not None or max_connections is None:
+        return max_dedicated
+    return int(geredis_option("max_connections", max_connections)) - 1
 
 
 def geredis_option(name: str, value: Any) -> Any:

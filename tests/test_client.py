@@ -328,3 +328,14 @@ def test_a_slot_keeps_its_timeout_when_the_late_reply_comes(redis_server: RedisS
         assert isinstance(single.exception, redis.TimeoutError)
         assert isinstance(batch.result.exception, redis.TimeoutError)
         assert c.ping()
+
+
+def test_max_connections_bounds_the_dedicated_connections(redis_server: RedisServer) -> None:
+    c = geredis.Redis(port=redis_server.port, max_connections="3")
+    assert c.connection_pool.max_connections == 3 and c.connection_pool.max_dedicated == 2
+    c.close()
+    c = geredis.Redis(port=redis_server.port, max_connections=3, max_dedicated=7)
+    assert c.connection_pool.max_dedicated == 7
+    c.close()
+    with pytest.raises(ValueError, match="invalid max_connections=1"):
+        geredis.Redis(max_connections=1)

@@ -74,7 +74,7 @@ from ..protocol import Packer
 from ..dedicated import MAX_DEDICATED
 from ..retry import RetryPolicy
 from ..routing import ROUTES, command_name
-from ..settings import parse_url
+from ..settings import max_dedicated_for, parse_url
 from . import batch, policies
 from .nodes import NodeRedis, NodeSettings
 from .pipeline import ClusterPipeline
@@ -134,7 +134,9 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
         max_redirections: MOVED/ASK replies followed per command (16), then
             ``ClusterError``.
         parser: as for ``geredis.Redis``, for each node.
-        max_dedicated: as for ``geredis.Redis``, for each node.
+        max_dedicated: as for ``geredis.Redis``, for each node (default
+            10,000; redis-py's ``max_connections=N`` in ``kwargs`` means
+            ``N - 1``, as for ``geredis.Redis``).
         dedicated_timeout: as for ``geredis.Redis``, for each node.
         pipeline_threshold: as for ``geredis.Redis``, for each node.
         **kwargs: the connection arguments (password, ``ssl_*``,
@@ -175,7 +177,7 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
         cluster_refresh_interval: Optional[float] = 30.0,
         max_redirections: int = 16,
         parser: str = "auto",
-        max_dedicated: int = MAX_DEDICATED,
+        max_dedicated: Optional[int] = None,
         dedicated_timeout: Optional[float] = None,
         pipeline_threshold: Optional[int] = None,
         **kwargs: Any,
@@ -214,6 +216,9 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
         if kwargs.get("unix_socket_path"):
             raise RedisClusterException(
                 "RedisCluster does not currently support Unix Domain Socket connections")
+        max_dedicated = max_dedicated_for(kwargs, max_dedicated)
+        if max_dedicated is None:
+            max_dedicated = MAX_DEDICATED
         kwargs.setdefault("retry", retry or Retry(
             ExponentialWithJitterBackoff(base=DEFAULT_RETRY_BASE, cap=DEFAULT_RETRY_CAP),
             cluster_error_retry_attempts))  # fmt: skip
