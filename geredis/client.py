@@ -443,11 +443,13 @@ class Redis(redis.Redis):  # type: ignore[misc]
         conn = self._connection
         if conn is None or conn.state is not _OPEN or len(conn._pending) >= conn.max_in_flight:
             conn = self._usable_connection()
-        waiter = Waiter()
+        spare = conn.spare_waiters
+        waiter = spare.pop() if spare else Waiter()
         slot = waiter if cache is None else cache.slot(conn, command, args, waiter, options)
         conn.submit(packed, slot, NEVER_DECODE in options and slot is waiter)
         try:
             reply = waiter.get()  # TimeoutError after socket_timeout
+            spare.append(waiter)  # see Connection.spare_waiters
         except self._retry.errors as exc:
             reply = self._retry_command(command, packed, options, conn.opened, exc, None
                                         if cache is None else cache.slot_for(command, args, options))
