@@ -6,8 +6,9 @@ Every cell runs in a fresh process that calls ``gevent.monkey.patch_all()``
 first (as a gevent web app does), starts C greenlets that each loop
 ``set(k, v); get(k)`` on their own key for a fixed time, and reports
 operations per second (a SET+GET pair counts 2), the client process's CPU
-time per operation (``time.process_time``) and its RSS half way through the
-run (every greenlet waiting or running). Configurations:
+time per operation (``time.process_time``), the part of it spent in Python's
+cyclic garbage collector (timed with ``gc.callbacks``) and its RSS half way
+through the run (every greenlet waiting or running). Configurations:
 
 * ``geredis``: one geredis client (one multiplexed connection);
   ``geredis python``: the same with the pure-Python parser;
@@ -46,6 +47,7 @@ def worker(config: str, greenlets: int, seconds: float, url: str) -> Dict[str, A
     from gevent import monkey
 
     monkey.patch_all()
+    import gc
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -89,21 +91,31 @@ def worker(config: str, greenlets: int, seconds: float, url: str) -> Dict[str, A
                 errors[0] += 1
                 gevent.sleep(0.001)
 
+    gc_time = [0.0, 0.0]  # seconds in collections, start of the current one
+
+    def on_gc(phase: str, info: Dict[str, Any]) -> None:
+        if phase == "start":
+            gc_time[1] = time.perf_counter()
+        else:
+            gc_time[0] += time.perf_counter() - gc_time[1]
+
     workers = [gevent.spawn(loop, i) for i in range(greenlets)]
     gevent.sleep(min(0.5, seconds / 4))  # warm up: connections, pools
+    gc.callbacks.append(on_gc)
     before, started, cpu = sum(counts), time.perf_counter(), time.process_time()
     gevent.sleep(seconds / 2)
     rss = _rss_mib()  # with every greenlet waiting on a reply or running
     gevent.sleep(seconds / 2)
     after, elapsed = sum(counts), time.perf_counter() - started
     cpu = time.process_time() - cpu
+    gc.callbacks.remove(on_gc)
     stop[0] = True
     gevent.joinall(workers)
     client.close()
     ops = after - before
     return {
         "ops": ops / elapsed, "errors": errors[0], "rss_mib": rss,
-        "cpu_us": cpu / ops * 1e6 if ops else 0.0,
+        "cpu_us": cpu / ops * 1e6 if ops else 0.0, "gc_us": gc_time[0] / ops * 1e6 if ops else 0.0,
     }  # fmt: skip
 
 
@@ -194,6 +206,7 @@ def main() -> None:
             ratio = f" | {median['geredis'][n] / best:>6.1f}x"
         print(f"{n:>9} | {cells_}{ratio}")
     for title, key, fmt in (("client CPU per command (us)", "cpu_us", ".2f"),
+                            ("of which cyclic GC (us)", "gc_us", ".2f"),
                             ("client RSS mid-run (MiB)", "rss_mib", ".0f")):
         print(f"\n{title}")
         print(f"{'greenlets':>9} | " + " | ".join(f"{c:>{width}}" for c in configs))
