@@ -4,6 +4,8 @@ checks every test gets for free.
 * ``redis_server`` (session): one private redis-server for the whole run;
   ``own_server`` (per test) for tests that kill or restart the server.
 * ``r``: a geredis client on the session server, database flushed first.
+* ``certs`` (session): a throw-away CA and certificates for TLS servers
+  (``RedisServer(tls=certs)``, ``tests/test_tls.py``, TLS clusters).
 * Every test fails if a background greenlet crashed (gevent's hub reported an
   error), or if it left a greenlet running or a socket open.
 """
@@ -14,10 +16,11 @@ import gc
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
-from typing import Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import gevent
 import pytest
@@ -29,6 +32,9 @@ from geredis.connection import BackgroundGreenlet
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
+Certs = Dict[str, str]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -36,21 +42,54 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A redis-server child process on 127.0.0.1 with no persistence."""
+    """A redis-server child process on 127.0.0.1 with no persistence.
 
-    def __init__(self, port: Optional[int] = None, *extra: str) -> None:
+    With ``tls`` (the ``certs`` fixture's files) it speaks TLS only:
+    ``port`` is its ``tls-port``, the plaintext port is off, and clients must
+    show a certificate of the CA (``client_kwargs()`` gives what to pass).
+    """
+
+    def __init__(self, port: Optional[int] = None, *extra: str,
+                 tls: Optional[Certs] = None) -> None:  # fmt: skip
         self.port = port or free_port()
         self.extra = list(extra)
+        self.tls = tls
         self.dir = tempfile.mkdtemp(prefix="geredis-test-")
         self.process: Optional[subprocess.Popen[bytes]] = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}"
+
+    def client_kwargs(self) -> Dict[str, Any]:
+        """The ``ssl_*`` arguments (redis-py's and geredis's) for this server."""
+        if self.tls is None:
+            return {}
+        return dict(ssl=True, ssl_ca_certs=self.tls["ca.crt"], ssl_certfile=self.tls["client.crt"],
+                    ssl_keyfile=self.tls["client.key"])  # fmt: skip
+
+    def _listen_args(self) -> List[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        return ["--port", "0", "--tls-port", str(self.port),
+                "--tls-cert-file", self.tls["server.crt"], "--tls-key-file", self.tls["server.key"],
+                "--tls-ca-cert-file", self.tls["ca.crt"]]  # fmt: skip
+
+    def _probe(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=1)
+        if self.tls is None:
+            return sock
+        try:
+            context = ssl.create_default_context(cafile=self.tls["ca.crt"])
+            context.load_cert_chain(self.tls["client.crt"], self.tls["client.key"])
+            return context.wrap_socket(sock, server_hostname="127.0.0.1")
+        except BaseException:
+            sock.close()
+            raise
 
     def start(self) -> "RedisServer":
         args = [
-            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+            REDIS_SERVER, *self._listen_args(), "--bind", "127.0.0.1",
             "--save", "", "--appendonly", "no", "--dir", self.dir,
             "--enable-debug-command", "local", "--daemonize", "no",
             *self.extra,
@@ -61,7 +100,7 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                with self._probe() as s:
                     s.sendall(b"PING\r\n")
                     if s.recv(64)[:1] in (b"+", b"-"):  # PONG, or NOAUTH with requirepass
                         return self
@@ -79,6 +118,50 @@ class RedisServer:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def _issue(d: str, name: str, subject: str, ext: str, ca: str = "ca") -> None:
+    """An EC key and a certificate for it, signed by the CA ``ca`` in ``d``."""
+    key, csr, crt, extfile = (os.path.join(d, f"{name}.{x}") for x in ("key", "csr", "crt", "ext"))
+    with open(extfile, "w") as f:
+        f.write(ext + "\n")
+    _openssl("req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-keyout", key, "-out", csr, "-subj", subject)  # fmt: skip
+    _openssl("x509", "-req", "-in", csr, "-CA", os.path.join(d, f"{ca}.crt"),
+             "-CAkey", os.path.join(d, f"{ca}.key"), "-CAcreateserial", "-out", crt,
+             "-days", "2", "-extfile", extfile)  # fmt: skip
+
+
+def _ca(d: str, name: str, subject: str) -> None:
+    _openssl("req", "-x509", "-new", "-nodes", "-newkey", "ec",
+             "-pkeyopt", "ec_paramgen_curve:prime256v1", "-keyout", os.path.join(d, f"{name}.key"),
+             "-out", os.path.join(d, f"{name}.crt"), "-days", "2", "-subj", subject)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """Paths by file name (``ca.crt``, ``server.crt``/``.key``, ``client.crt``/``.key``,
+    ``client-enc.key`` (password ``s3cret``), ``wrong.crt`` (for wrong.invalid),
+    ``other-ca.crt`` (a CA that signed none of them)), and ``ca_pem``: the CA's PEM."""
+    d = str(tmp_path_factory.mktemp("tls"))
+    _ca(d, "ca", "/CN=geredis test CA")
+    _ca(d, "other-ca", "/CN=geredis other CA")
+    # clientAuth too: cluster nodes show it when they connect to each other.
+    _issue(d, "server", "/CN=localhost", "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+           "extendedKeyUsage=serverAuth,clientAuth")  # fmt: skip
+    _issue(d, "wrong", "/CN=wrong.invalid",
+           "subjectAltName=DNS:wrong.invalid\nextendedKeyUsage=serverAuth")  # fmt: skip
+    _issue(d, "client", "/CN=geredis-client", "extendedKeyUsage=clientAuth")
+    _openssl("pkey", "-in", os.path.join(d, "client.key"), "-aes256",
+             "-passout", "pass:s3cret", "-out", os.path.join(d, "client-enc.key"))  # fmt: skip
+    files = {name: os.path.join(d, name) for name in os.listdir(d)}
+    with open(files["ca.crt"]) as f:
+        files["ca_pem"] = f.read()
+    return files
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,10 @@
 """TLS against a real redis-server: rediss:// URLs, redis-py's ssl_* arguments,
 certificate and host name checks, client certificates, ACL users, big values.
 
-How this works: a session fixture makes a throw-away CA, a server certificate
-for 127.0.0.1/localhost, a second server certificate for a name we never
-connect by, and a client certificate (plain and password-protected key) with
-the ``openssl`` CLI. Servers listen on a plaintext port (the fixtures'
+How this works: the ``certs`` session fixture (``tests/conftest.py``) makes a
+throw-away CA, a server certificate for 127.0.0.1/localhost, a second server
+certificate for a name we never connect by, and a client certificate (plain
+and password-protected key) with the ``openssl`` CLI. Servers listen on a plaintext port (the fixtures'
 readiness probe, admin commands) and on a TLS port (what the tests use).
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import ssl
-import subprocess
 import time
 from typing import Callable, Dict, Iterator, List, Optional
 
@@ -25,44 +24,7 @@ from geredis import network
 from geredis.settings import ConnectionSettings, parse_url
 
 from .chaosproxy import ChaosProxy
-from .conftest import RedisServer, free_port
-
-Certs = Dict[str, str]
-
-
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-def _issue(d: str, name: str, subject: str, ext: str) -> None:
-    """An EC key and a certificate for it, signed by the CA in ``d``."""
-    key, csr, crt, extfile = (os.path.join(d, f"{name}.{x}") for x in ("key", "csr", "crt", "ext"))
-    with open(extfile, "w") as f:
-        f.write(ext + "\n")
-    _openssl("req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-keyout", key, "-out", csr, "-subj", subject)  # fmt: skip
-    _openssl("x509", "-req", "-in", csr, "-CA", os.path.join(d, "ca.crt"),
-             "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-out", crt,
-             "-days", "2", "-extfile", extfile)  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    d = str(tmp_path_factory.mktemp("tls"))
-    _openssl("req", "-x509", "-new", "-nodes", "-newkey", "ec",
-             "-pkeyopt", "ec_paramgen_curve:prime256v1", "-keyout", os.path.join(d, "ca.key"),
-             "-out", os.path.join(d, "ca.crt"), "-days", "2", "-subj", "/CN=geredis test CA")  # fmt: skip
-    _issue(d, "server", "/CN=localhost",
-           "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth")  # fmt: skip
-    _issue(d, "wrong", "/CN=wrong.invalid",
-           "subjectAltName=DNS:wrong.invalid\nextendedKeyUsage=serverAuth")  # fmt: skip
-    _issue(d, "client", "/CN=geredis-client", "extendedKeyUsage=clientAuth")
-    _openssl("pkey", "-in", os.path.join(d, "client.key"), "-aes256",
-             "-passout", "pass:s3cret", "-out", os.path.join(d, "client-enc.key"))  # fmt: skip
-    files = {name: os.path.join(d, name) for name in os.listdir(d)}
-    with open(files["ca.crt"]) as f:
-        files["ca_pem"] = f.read()
-    return files
+from .conftest import Certs, RedisServer, free_port
 
 
 class TLSServer(RedisServer):

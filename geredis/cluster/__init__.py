@@ -15,7 +15,9 @@ How this works, one module each:
 * ``nodes.py``: each node's ``geredis.Redis`` (``node.redis_connection``):
   its shared connection, dedicated pool and pub/sub.
 
-redis-py's cluster exceptions and ``ClusterNode`` are re-exported here.
+redis-py's cluster exceptions and ``ClusterNode`` are re-exported here, with
+:class:`ClusterUnreachableError` (no node could be connected to: both a
+``RedisClusterException`` and a ``redis.ConnectionError``).
 """
 
 from redis.cluster import ClusterNode, LoadBalancingStrategy
@@ -34,6 +36,7 @@ from redis.exceptions import (
 
 from .client import RedisCluster
 from .nodes import NodeRedis
+from .refresh import ClusterUnreachableError
 
 __all__ = [
     "AskError",
@@ -41,6 +44,7 @@ __all__ = [
     "ClusterDownError",
     "ClusterError",
     "ClusterNode",
+    "ClusterUnreachableError",
     "CrossSlotTransactionError",
     "LoadBalancingStrategy",
     "MasterDownError",

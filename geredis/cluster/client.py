@@ -146,6 +146,9 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
     Raises:
         redis.RedisClusterException: no startup node, ``db``, a unix socket,
             or no reachable node answered with a usable slot map.
+        geredis.cluster.ClusterUnreachableError: no node could be connected
+            to (refused, timed out, TLS certificate or credentials refused);
+            a ``RedisClusterException`` and a ``redis.ConnectionError``.
         ValueError: a redis-py argument geredis cannot honour.
         TypeError: an argument ``geredis.Redis`` does not take.
     """

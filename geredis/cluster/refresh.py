@@ -15,7 +15,10 @@ How this works (rueidis's lazy refresh, in gevent terms):
   know it) from the known nodes in random order, never always the same one,
   over each node's own shared connection, and keeps the first answer that
   serves every slot (or, if none does, the answer serving the most). Each
-  read is bounded by ``socket_timeout`` (at least ``QUERY_TIMEOUT``).
+  read is bounded by ``socket_timeout`` (at least ``QUERY_TIMEOUT``). When
+  no node answers because none could be connected to (refused, timed out, a
+  TLS certificate or a password refused), the round fails with
+  :class:`ClusterUnreachableError`, a ``redis.ConnectionError`` too.
 * The map is installed by ``NodesManager.apply``; nodes that left have their
   connections closed in the background, letting commands already sent
   finish (their replies, a MOVED most likely, still reach their callers).
@@ -39,7 +42,9 @@ from gevent.event import Event
 from gevent.greenlet import Greenlet
 from gevent.hub import Waiter
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS
-from redis.exceptions import RedisClusterException, RedisError, ResponseError
+from redis.exceptions import (
+    ConnectionError, RedisClusterException, RedisError, ResponseError, TimeoutError,
+)  # fmt: skip
 
 from ..writer import BackgroundGreenlet
 from .topology import Shard, parse_shards, parse_slots
@@ -49,7 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .topology import NodesManager
 
-__all__ = ["MIN_INTERVAL", "QUERY_TIMEOUT", "Refresher"]
+__all__ = ["MIN_INTERVAL", "QUERY_TIMEOUT", "ClusterUnreachableError", "Refresher"]
 
 logger = logging.getLogger("geredis.cluster")
 
@@ -58,8 +63,21 @@ QUERY_TIMEOUT = 1.0
 #: Rounds asked for while one runs start at least this long after it began:
 #: a node that stays down cannot turn refreshes into a busy loop.
 MIN_INTERVAL = 0.1
+_UNREACHABLE = (ConnectionError, TimeoutError, OSError, gevent.Timeout)
 _SHARDS = b"*2\r\n$7\r\nCLUSTER\r\n$6\r\nSHARDS\r\n"
 _SLOTS = b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n"
+
+
+class ClusterUnreachableError(RedisClusterException, ConnectionError):  # type: ignore[misc]
+    """No known node could be connected to, so no slot map was read: each
+    refused the connection, timed out, or refused the TLS certificate or the
+    credentials. The message names every node's error; ``__cause__`` is the
+    last one (e.g. a ``geredis.network.TLSError``).
+
+    It is redis-py's ``RedisClusterException`` (what redis-py raises then)
+    and a ``redis.ConnectionError``. Nothing was sent; a client being built
+    is closed, a built one keeps its old map and asks again later.
+    """
 
 
 class Refresher:
@@ -185,11 +203,15 @@ class Refresher:
         best: Optional[List[Shard]] = None
         best_served = -1
         errors: List[str] = []
+        last: Optional[BaseException] = None
+        unreachable = True  # every node failed to connect (not a bad answer)
         for node in nodes:
             try:
                 shards = self._ask(node)
             except (RedisError, RedisClusterException, OSError, gevent.Timeout) as exc:
                 errors.append(f"{node.name}: {type(exc).__name__}: {exc}"[:200])
+                last = exc
+                unreachable = unreachable and isinstance(exc, _UNREACHABLE)
                 continue
             served = sum(end - start + 1 for shard in shards for start, end in shard.slots
                          if any(info.primary for info in shard.nodes))  # fmt: skip
@@ -198,10 +220,11 @@ class Refresher:
             if served >= REDIS_CLUSTER_HASH_SLOTS:
                 break
         if best is None:
-            raise RedisClusterException(
+            error = ClusterUnreachableError if unreachable and last else RedisClusterException
+            raise error(
                 "Redis Cluster cannot be connected. Please provide at least one reachable"
                 f" node: {'; '.join(errors) or 'no nodes known'}"
-            )
+            ) from last
         return best
 
     def _ask(self, node: "ClusterNode") -> List[Shard]:

@@ -8,16 +8,20 @@ replicas) made by ``localcluster.LocalCluster``.
   (killed nodes, new addresses, reshards under load).
 * ``rc``: a ``geredis.RedisCluster`` on the session cluster, every primary
   flushed first.
+* ``tls_cluster`` (per module): a TLS-only cluster (clients, cluster bus and
+  replication over TLS, client certificates required), and ``tls_kwargs``:
+  the ``ssl_*`` arguments for it.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Dict, Iterator
 
 import pytest
 
 import geredis
 
+from ..conftest import Certs
 from .localcluster import LocalCluster
 
 
@@ -43,3 +47,21 @@ def rc(cluster: LocalCluster) -> Iterator[geredis.RedisCluster]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(certs: Certs) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(node_timeout=5000, tls=certs)
+    try:
+        cluster.start()
+    except RuntimeError:  # the first node did not come up
+        pytest.skip("this redis-server was built without TLS support")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def tls_kwargs(tls_cluster: LocalCluster) -> Dict[str, Any]:
+    return tls_cluster.nodes[0].server.client_kwargs()

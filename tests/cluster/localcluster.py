@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import gevent
 import redis
 
-from ..conftest import RedisServer, free_port
+from ..conftest import Certs, RedisServer, free_port
 
 T = TypeVar("T")
 
@@ -61,7 +61,8 @@ class Node:
         return self.server.process is not None
 
     def client(self, **kwargs: Any) -> "redis.Redis":
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10, **kwargs)
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10,
+                           **self.server.client_kwargs(), **kwargs)  # fmt: skip
 
     def call(self, *args: Any) -> Any:
         with self.client() as r:
@@ -69,11 +70,15 @@ class Node:
 
 
 class LocalCluster:
-    """A real cluster of ``size`` nodes (``replicas`` per primary)."""
+    """A real cluster of ``size`` nodes (``replicas`` per primary); with
+    ``tls`` (the ``certs`` fixture) a TLS-only one: clients, the cluster bus
+    and replication all speak TLS, and every node asks for a client
+    certificate (``RedisServer.client_kwargs()``)."""
 
     def __init__(self, size: int = 6, replicas: int = 1, node_timeout: int = 2000,
-                 extra: Sequence[str] = ()) -> None:  # fmt: skip
+                 extra: Sequence[str] = (), tls: Optional[Certs] = None) -> None:  # fmt: skip
         self.size = size
+        self.tls = tls
         self.replicas = replicas
         self.node_timeout = node_timeout
         self.extra = list(extra)
@@ -87,7 +92,8 @@ class LocalCluster:
             "--cluster-replica-validity-factor", "0",  # any replica may take over
             "--repl-diskless-sync-delay", "0",  # replicas online at once
             "--repl-ping-replica-period", "1",  # (their health is "loading" until offsets move)
-            *self.extra,
+            *(("--tls-cluster", "yes", "--tls-replication", "yes") if self.tls else ()),
+            *self.extra, tls=self.tls,
         )  # fmt: skip
         if directory is not None:
             os.rmdir(server.dir)
@@ -103,8 +109,11 @@ class LocalCluster:
                 self.nodes.append(Node(self._server(free_port(), bus_port), bus_port))
                 self.nodes[-1].server.start()
             addresses = [node.name for node in self.nodes]
+            tls = () if self.tls is None else (
+                "--tls", "--cacert", self.tls["ca.crt"], "--cert", self.tls["client.crt"],
+                "--key", self.tls["client.key"])  # fmt: skip
             subprocess.run(
-                [REDIS_CLI, "--cluster", "create", *addresses, "--cluster-replicas",
+                [REDIS_CLI, *tls, "--cluster", "create", *addresses, "--cluster-replicas",
                  str(self.replicas), "--cluster-yes"],
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
             )  # fmt: skip
