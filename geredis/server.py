@@ -124,7 +124,7 @@ class ServerConnections:
         for dedicated in self.dedicated.connections():
             in_flight += dedicated.pending
         connected = conn is not None and conn.state is not _CLOSED
-        return snapshot(self.counters, in_flight, self.dedicated, connected)
+        return snapshot(self.counters, in_flight, self.dedicated, connected, self.cache)
 
     def usable_connection(self) -> Connection:
         """The shared connection, opened anew if there is none or it broke,

@@ -296,9 +296,28 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
         """
         return cls(url=url, **kwargs)
 
+    #: Observers of this client's commands (``enable_slow_log(t, rc)``,
+    #: ``enable_metrics(rc)``: see ``geredis.observability.observers``).
+    _observers: Tuple[Any, ...] = ()
+    #: Called with each node client made from now on (``enable_metrics(rc)``
+    #: measures nodes that a reshard or failover adds).
+    _node_hooks: Tuple[Callable[[NodeRedis], None], ...] = ()
+
     def _make_node(self, host: str, port: int) -> NodeRedis:
         settings = NodeSettings.for_node(self.settings, host, port, self._replica_reads)
-        return NodeRedis(settings, **self._node_options)
+        node = NodeRedis(settings, **self._node_options)
+        for hook in self._node_hooks:
+            hook(node)
+        return node
+
+    def node_clients(self) -> List[NodeRedis]:
+        """The node clients this client made and still knows (the map's
+        nodes and the startup nodes): one ``geredis.Redis`` per node.
+
+        Returns:
+            A new list, each node's client once.
+        """
+        return [node.redis_connection for node in self._owned_nodes()]
 
     def __repr__(self) -> str:
         state = "CLOSED" if self._closed else "OPEN"

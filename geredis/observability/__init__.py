@@ -22,7 +22,7 @@ How this works (one module per part):
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from .observers import Observer, attach, attached, detach
 from .slowlog import SlowLog, key_count
@@ -30,6 +30,7 @@ from .stats import ON_NEW_CLIENT, ClientStats, Stats
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..client import Redis
+    from ..cluster import RedisCluster
     from .otel import Metrics
 
 __all__ = [
@@ -38,14 +39,20 @@ __all__ = [
 ]  # fmt: skip
 
 
-def enable_metrics(client: Optional["Redis"] = None, *, meter_provider: Any = None,
+def enable_metrics(client: Optional[Union["Redis", "RedisCluster"]] = None, *, meter_provider: Any = None,
                    histograms: bool = True, include_commands: Optional[Sequence[str]] = None,
                    exclude_commands: Sequence[str] = ()) -> "Metrics":
     """Report OpenTelemetry metrics for ``client``, or for every geredis
     client (existing and future) when None.
 
+    A ``geredis.RedisCluster`` is measured node by node: each node's client
+    (those made later too, after a reshard or failover) reports under its
+    own ``server.address`` and ``server.port``; command durations are timed
+    on the cluster client and carry the node of the command's key.
+
     Args:
-        client: the client to measure; None for all.
+        client: the client to measure (a ``geredis.Redis`` or a
+            ``geredis.RedisCluster``); None for all.
         meter_provider: the application's MeterProvider (default: the global
             one, ``opentelemetry.metrics.get_meter_provider()``).
         histograms: also record ``db.client.operation.duration`` per command,
@@ -65,15 +72,16 @@ def enable_metrics(client: Optional["Redis"] = None, *, meter_provider: Any = No
     Raises:
         ImportError: ``opentelemetry-api`` is not installed
             (``pip install geredis[otel]``).
-        TypeError: ``client`` is not a single-server client (for a
-            ``geredis.RedisCluster``, enable metrics for every client: that
-            measures each node).
+        TypeError: ``client`` is neither a ``geredis.Redis`` nor a
+            ``geredis.RedisCluster``.
     """
-    if client is not None and not isinstance(getattr(client, "_stats", None), ClientStats):
+    cluster = _is_cluster(client)
+    if client is not None and not cluster and not isinstance(
+            getattr(client, "_stats", None), ClientStats):  # fmt: skip
         raise TypeError(
-            f"enable_metrics(client) takes a geredis.Redis, not {type(client).__name__};"
-            " call enable_metrics() without a client to measure every client (for a"
-            " cluster: each node)"
+            "enable_metrics(client) takes a geredis.Redis or a geredis.RedisCluster,"
+            f" not {type(client).__name__}; call enable_metrics() without a client to"
+            " measure every geredis client"
         )
     try:
         from .otel import Metrics
@@ -83,7 +91,11 @@ def enable_metrics(client: Optional["Redis"] = None, *, meter_provider: Any = No
             " (or opentelemetry-api and an SDK)"
         ) from exc
     metrics = Metrics(meter_provider, client, histograms, include_commands, exclude_commands)
-    if client is not None:
+    if cluster:  # each node's client, and those a reshard or failover adds later
+        for node in client.node_clients():  # type: ignore[union-attr]
+            metrics.add_source(node)
+        client._node_hooks += (metrics.add_source,)  # type: ignore[union-attr]
+    elif client is not None:
         metrics.add_source(client)
     else:
         from .stats import live_stats
@@ -108,12 +120,20 @@ def disable_metrics(metrics: "Metrics") -> None:
     """
     if metrics.add_source in ON_NEW_CLIENT:
         ON_NEW_CLIENT.remove(metrics.add_source)
+    if _is_cluster(metrics.client):
+        hooks = metrics.client._node_hooks
+        metrics.client._node_hooks = tuple(h for h in hooks if h != metrics.add_source)
     metrics.close()
     if metrics.histograms:
         detach(metrics, metrics.client)
 
 
-def enable_slow_log(threshold: float, client: Optional["Redis"] = None, *,
+def _is_cluster(client: Any) -> bool:
+    # Without importing the cluster package unless the client is one.
+    return client is not None and callable(getattr(client, "node_clients", None))
+
+
+def enable_slow_log(threshold: float, client: Optional[Union["Redis", "RedisCluster"]] = None, *,
                     logger: Optional[logging.Logger] = None,
                     level: int = logging.WARNING) -> SlowLog:
     """Log the commands that take at least ``threshold`` seconds: name, key
@@ -121,7 +141,8 @@ def enable_slow_log(threshold: float, client: Optional["Redis"] = None, *,
 
     Args:
         threshold: seconds.
-        client: the client to watch; None for every client.
+        client: the client to watch (a ``geredis.RedisCluster`` logs the
+            node of a command's key); None for every ``geredis.Redis``.
         logger: where to log (default: the ``geredis.slow`` logger).
         level: the log level (default WARNING).
 
@@ -136,7 +157,8 @@ def enable_slow_log(threshold: float, client: Optional["Redis"] = None, *,
     return slow
 
 
-def disable_slow_log(slow: SlowLog, client: Optional["Redis"] = None) -> None:
+def disable_slow_log(slow: SlowLog,
+                     client: Optional[Union["Redis", "RedisCluster"]] = None) -> None:
     """Stop the slow-command log started by :func:`enable_slow_log`.
 
     Args:

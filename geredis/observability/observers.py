@@ -30,12 +30,16 @@ from __future__ import annotations
 
 import logging
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple, Union
+
+from ..routing import command_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..client import Redis
+    from ..cluster import RedisCluster
 
-__all__ = ["GLOBAL", "Observer", "attach", "detach", "notify_command", "notify_pipeline"]
+__all__ = ["GLOBAL", "Observer", "attach", "detach", "notify_command", "notify_pipeline",
+           "served_by"]
 
 logger = logging.getLogger("geredis.observability")
 
@@ -116,6 +120,32 @@ def notify_pipeline(client: Any, operation: str, commands: Sequence[Tuple[Any, .
             logger.exception("geredis observer %r failed", observer)
 
 
+def served_by(client: Any, args: Tuple[Any, ...] = ()) -> Tuple[Any, Any, Any]:
+    """Which server and database a command ran on, for an observer's report.
+
+    Args:
+        client: a ``geredis.Redis``, or a ``geredis.RedisCluster`` (observed
+            as a whole: ``enable_slow_log(t, rc)``, ``enable_metrics(rc)``).
+        args: the command's arguments, name first (a cluster's node is found
+            from its key).
+
+    Returns:
+        ``(server, port, db)``: ``port`` None for a unix socket. For a
+        cluster, the primary of the key's slot (as the map says after the
+        command) for a command of one key; ``(None, None, 0)`` for any other
+        (keyless, several keys, several nodes).
+    """
+    nodes_manager = getattr(client, "nodes_manager", None)
+    if nodes_manager is None:
+        stats = client._stats
+        return stats.server, stats.port, stats.db
+    if len(args) > 1 and command_name(args[0]) in client._single_key:
+        nodes = nodes_manager.slots_cache.get(client.keyslot(args[1]))
+        if nodes:
+            return nodes[0].host, nodes[0].port, 0
+    return None, None, 0
+
+
 def _observed_execute_command(self: Any, *args: Any, **options: Any) -> Any:
     """``geredis.Redis.execute_command`` while global observers are attached."""
     start = perf_counter()
@@ -145,12 +175,14 @@ def _observed_method(client: Any, inner: Callable[..., Any]) -> Callable[..., An
     return execute_command
 
 
-def attach(observer: Observer, client: Optional["Redis"] = None) -> None:
+def attach(observer: Observer, client: Optional[Union["Redis", "RedisCluster"]] = None) -> None:
     """Send commands to ``observer``.
 
     Args:
         observer: what receives them.
-        client: whose commands; None for every client's.
+        client: whose commands (a ``geredis.RedisCluster``'s are timed on
+            the cluster client, whichever nodes they reach); None for every
+            ``geredis.Redis``'s.
     """
     global GLOBAL, _plain
     if client is not None:
@@ -170,7 +202,7 @@ def attach(observer: Observer, client: Optional["Redis"] = None) -> None:
     GLOBAL += (observer,)
 
 
-def detach(observer: Observer, client: Optional["Redis"] = None) -> None:
+def detach(observer: Observer, client: Optional[Union["Redis", "RedisCluster"]] = None) -> None:
     """Stop sending commands to ``observer`` (undo :func:`attach`).
 
     Args:

@@ -37,7 +37,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from .. import __about__
 from ..routing import command_name
-from .observers import Observer
+from .observers import Observer, served_by
 from .stats import ClientStats, Stats, live_stats, snapshot
 
 __all__ = ["Metrics"]
@@ -60,7 +60,8 @@ def base_attributes(key: Key) -> Dict[str, Any]:
     """The attributes every geredis metric carries, for one server and database.
 
     Args:
-        key: ``(server, port, db)``; ``port`` is None for a unix socket.
+        key: ``(server, port, db)``; ``port`` is None for a unix socket,
+            both are None for a cluster command that is not one node's.
 
     Returns:
         A new dict: ``db.system``, ``redis.client.library``,
@@ -68,7 +69,9 @@ def base_attributes(key: Key) -> Dict[str, Any]:
     """
     server, port, db = key
     attrs: Dict[str, Any] = {"db.system": "redis", "redis.client.library": LIBRARY,
-                             "server.address": server, "db.namespace": str(db)}
+                             "db.namespace": str(db)}
+    if server is not None:  # None: a cluster command that spans nodes
+        attrs["server.address"] = server
     if port is not None:
         attrs["server.port"] = port
     return attrs
@@ -138,6 +141,12 @@ _COUNTERS: List[Tuple[str, str, str, str, Callable[[Dict[str, Any]], Iterable[Tu
     ("redis.client.csc.evictions", "counter", "{eviction}", "Client-side cache evictions",
      lambda s: [(v, {"redis.client.csc.reason": k[16:]})
                 for k, v in s.items() if k.startswith("cache_evictions.")]),
+    ("redis.client.csc.items", "gauge", "{item}",
+     "The total number of cached responses currently stored", lambda s: [(s["cache_entries"], {})]),
+    # redis-py has no size gauge (its csc.network_saved counts bytes not
+    # fetched, a different figure): geredis's own name, like the others.
+    ("geredis.client.csc.bytes", "gauge", "By",
+     "Estimated size of the cached responses currently stored", lambda s: [(s["cache_bytes"], {})]),
 ]
 
 
@@ -186,8 +195,9 @@ class Metrics(Observer):
                 description="Time to open a connection (connect and handshake)",
                 explicit_bucket_boundaries_advisory=SECONDS_BUCKETS)
         for name, kind, unit, description, read in _COUNTERS:
-            create = (meter.create_observable_counter if kind == "counter"
-                      else meter.create_observable_up_down_counter)
+            create = {"counter": meter.create_observable_counter,
+                      "updown": meter.create_observable_up_down_counter,
+                      "gauge": meter.create_observable_gauge}[kind]
             create(name, callbacks=[self._callback(read)], unit=unit, description=description)
 
     # -- sources -------------------------------------------------------------
@@ -260,10 +270,9 @@ class Metrics(Observer):
 
     # -- histograms, per command ---------------------------------------------
 
-    def _attributes(self, client: Any, operation: str, error: Optional[BaseException]) -> Dict[str, Any]:
-        stats = client._stats
-        cache_key = (stats.server, stats.port, stats.db, operation,
-                     None if error is None else type(error))
+    def _attributes(self, client: Any, operation: str, error: Optional[BaseException],
+                    args: Tuple[Any, ...] = ()) -> Dict[str, Any]:
+        cache_key = (*served_by(client, args), operation, None if error is None else type(error))
         attrs = self._attrs.get(cache_key)
         if attrs is None:
             attrs = base_attributes(cache_key[:3])
@@ -296,7 +305,7 @@ class Metrics(Observer):
         operation = raw.upper() if type(raw) is str else command_name(raw)
         if operation in self._exclude or (self._include is not None and operation not in self._include):
             return
-        self.duration.record(seconds, self._attributes(client, operation, error))
+        self.duration.record(seconds, self._attributes(client, operation, error, args))
 
     def pipeline(self, client: Any, operation: str, commands: Sequence[Tuple[Any, ...]],
                  seconds: float, error: Optional[BaseException]) -> None:
@@ -334,4 +343,4 @@ def _add(into: Dict[str, float], stats: Stats, counters_only: bool = False) -> N
 #: Stats fields that are the state now, not a count (a dead client has none).
 _GAUGES = frozenset(("in_flight", "connected", "dedicated_in_use", "dedicated_idle",
                      "dedicated_waiting", "dedicated_max", "pubsub_subscribed", "pubsub_queued",
-                     "mean_batch_size"))
+                     "mean_batch_size", "cache_entries", "cache_bytes"))

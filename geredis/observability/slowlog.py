@@ -21,7 +21,7 @@ import logging
 from typing import Any, Optional, Sequence, Tuple
 
 from ..routing import command_name
-from .observers import Observer
+from .observers import Observer, served_by
 
 __all__ = ["SlowLog", "key_count"]
 
@@ -112,10 +112,13 @@ class SlowLog(Observer):
             return
         name = command_name(args[0])
         keys = key_count(name, args)
+        where, db = client.settings.address, client.settings.db
+        if hasattr(client, "nodes_manager"):  # a cluster client: the key's node
+            server, port, db = served_by(client, args)
+            where = "the cluster" if server is None else f"{server}:{port}"
         self.logger.log(
             self.level, "slow command %s (%d key%s) took %.3fs on %s db %s%s", name, keys,
-            "" if keys == 1 else "s", seconds, client.settings.address, client.settings.db,
-            _failure(error),
+            "" if keys == 1 else "s", seconds, where, db, _failure(error),
         )
 
     def pipeline(self, client: Any, operation: str, commands: Sequence[Tuple[Any, ...]],
@@ -133,9 +136,10 @@ class SlowLog(Observer):
         if seconds < self.threshold:
             return
         kind = "transaction" if operation == "MULTI" else "pipeline"
+        where = "the cluster" if hasattr(client, "nodes_manager") else client.settings.address
         self.logger.log(
             self.level, "slow %s of %d commands took %.3fs on %s db %s%s", kind, len(commands),
-            seconds, client.settings.address, client.settings.db, _failure(error),
+            seconds, where, client.settings.db, _failure(error),
         )
 
 

@@ -21,7 +21,8 @@ already costs something, never once per command on the fast path:
 
 ``r.stats()`` (:func:`snapshot`) reads those counters plus the gauges that
 are cheaper to read than to keep (commands in flight, the dedicated pool,
-pub/sub queues) into a frozen :class:`Stats`: a few dozen attribute reads, so
+pub/sub queues, the client-side cache's entries and bytes, which its store
+keeps anyway) into a frozen :class:`Stats`: a few dozen attribute reads, so
 polling it every second costs nothing measurable. ``Stats.as_dict()`` is the
 flat form for logs and JSON. The OpenTelemetry metrics (``otel.py``) read
 the same counters at collection time: enabling them adds no work per event.
@@ -330,6 +331,10 @@ class Stats:
     cache_misses: int
     #: Client-side cache entries evicted, by reason.
     cache_evictions: Dict[str, int]
+    #: Gauge: entries in the client-side cache now (0 without caching).
+    cache_entries: int
+    #: Gauge: the estimated bytes of those entries (0 without caching).
+    cache_bytes: int
     #: Your own counters (``ClientStats.count(name)``).
     extra: Dict[str, int]
 
@@ -351,7 +356,7 @@ class Stats:
 
 
 def snapshot(stats: ClientStats, in_flight: int = 0, dedicated: Any = None,
-             connected: bool = False) -> Stats:
+             connected: bool = False, cache: Any = None) -> Stats:
     """Read ``stats`` and the gauges into a :class:`Stats`.
 
     Args:
@@ -359,6 +364,8 @@ def snapshot(stats: ClientStats, in_flight: int = 0, dedicated: Any = None,
         in_flight: commands pending on its connections now.
         dedicated: its ``DedicatedPool`` (or None).
         connected: whether its shared connection is open now.
+        cache: its ``geredis.cache.ClientCache`` (or None), whose size is
+            read now (``ClientCache.stats()``: entries and bytes).
 
     Returns:
         The frozen reading.
@@ -366,6 +373,7 @@ def snapshot(stats: ClientStats, in_flight: int = 0, dedicated: Any = None,
     subscribed = [p for p in list(stats.pubsubs) if p.subscribed]
     received, dropped, reconnects = stats.pubsub_totals()
     batches = stats.batches
+    cached = cache.stats() if cache is not None else None
     return Stats(
         commands=stats.replies + stats.failed + in_flight,
         replies=stats.replies,
@@ -399,6 +407,8 @@ def snapshot(stats: ClientStats, in_flight: int = 0, dedicated: Any = None,
         cache_hits=stats.cache_hits,
         cache_misses=stats.cache_misses,
         cache_evictions=dict(stats.cache_evictions),
+        cache_entries=cached["entries"] if cached is not None else 0,
+        cache_bytes=cached["bytes"] if cached is not None else 0,
         extra=dict(stats.extra),
     )
 

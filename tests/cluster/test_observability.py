@@ -1,11 +1,14 @@
 """Observability for the cluster client: spans from both ways of turning on
 opentelemetry-instrumentation-redis, ``rc.stats()`` summed over the nodes,
-redirections counted, metrics for every node."""
+redirections counted, metrics for every node (``enable_metrics()``) or for
+one cluster client's nodes (``enable_metrics(rc)``), the slow-command log."""
 
 from __future__ import annotations
 
+import logging
 from typing import Dict, Tuple
 
+import pytest
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -13,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import geredis
-from geredis.observability import disable_metrics, enable_metrics
+from geredis.observability import disable_metrics, disable_slow_log, enable_metrics, enable_slow_log
 
 from ..observability.conftest import points, tracing  # noqa: F401 - the fixture
 from .localcluster import LocalCluster
@@ -90,3 +93,67 @@ def test_metrics_for_every_node(rc: geredis.RedisCluster) -> None:
     finally:
         disable_metrics(metrics)
         provider.shutdown()
+
+
+def test_enable_metrics_on_the_cluster_client(rc: geredis.RedisCluster) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    metrics = enable_metrics(rc, meter_provider=provider)
+    extra = None
+    try:
+        def per_node(name: str) -> Dict[Tuple[str, int], int]:
+            return {(a["server.address"], a["server.port"]): p.value
+                    for a, p in points(reader, name)}
+
+        before = per_node("geredis.client.commands")  # only rc's nodes: not other clients
+        nodes = {(n.host, n.port) for n in rc.nodes_manager.nodes_cache.values()}
+        assert set(before) == {(c.settings.host, c.settings.port) for c in rc.node_clients()}
+        for i in range(30):
+            rc.set(f"key:{i}", i)
+        after = per_node("geredis.client.commands")
+        primaries = {(rc.nodes_manager.slots_cache[rc.keyslot(f"key:{i}")][0].host,
+                      rc.nodes_manager.slots_cache[rc.keyslot(f"key:{i}")][0].port)
+                     for i in range(30)}
+        assert {n for n in after if after[n] > before.get(n, 0)} == primaries
+        assert sum(after.values()) - sum(before.values()) == 30
+        # Durations are timed on the cluster client, attributed to the key's node.
+        durations = [(a, p) for a, p in points(reader, "db.client.operation.duration")
+                     if a["db.operation.name"] == "SET"]
+        assert sum(p.count for _, p in durations) == 30
+        assert {(a["server.address"], a["server.port"]) for a, _ in durations} == primaries
+
+        # A node client made later (as a refresh does for a node the map gained)
+        # is measured from its first command on.
+        replica = next(n for n in rc.nodes_manager.nodes_cache.values() if n.server_type == "replica")
+        extra = rc.nodes_manager.create_redis_node(replica.host, replica.port)
+        base = per_node("geredis.client.commands").get((replica.host, replica.port), 0)
+        for _ in range(3):
+            extra.ping()
+        assert per_node("geredis.client.commands")[(replica.host, replica.port)] == base + 3
+    finally:
+        disable_metrics(metrics)
+        provider.shutdown()
+        if extra is not None:
+            extra.close()
+    assert rc._node_hooks == () and "execute_command" not in rc.__dict__
+    assert rc.get("key:1") == b"1" and rc.stats().cache_entries == 0
+
+
+def test_slow_log_on_the_cluster_client(rc: geredis.RedisCluster,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    slow = enable_slow_log(0, rc)
+    try:
+        with caplog.at_level(logging.WARNING, logger="geredis.slow"):
+            rc.set("{user}name", "secret-value")
+            rc.mget("{user}name", "{user}other")
+    finally:
+        disable_slow_log(slow, rc)
+    owner = rc.nodes_manager.slots_cache[rc.keyslot("{user}name")][0]
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("slow command SET (1 key) took ")
+    assert lines[0].endswith(f"s on {owner.host}:{owner.port} db 0")
+    assert lines[1].startswith("slow command MGET (2 keys)") and "on the cluster" in lines[1]
+    assert not any("secret" in line for line in lines)
+    rc.set("{user}name", "v")
+    assert len(caplog.records) == 2  # off again
