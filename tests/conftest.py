@@ -187,6 +187,16 @@ def r(redis_server: RedisServer) -> Iterator[geredis.Redis]:
 
 
 @pytest.fixture
+def patched_redis() -> Iterator[None]:
+    """``geredis.patch_redis()`` for one test, undone after it."""
+    geredis.patch_redis()
+    try:
+        yield
+    finally:
+        geredis.unpatch_redis()
+
+
+@pytest.fixture
 def rd(redis_server: RedisServer) -> Iterator[geredis.Redis]:
     client = geredis.Redis(port=redis_server.port, host="127.0.0.1", decode_responses=True)
     client.flushdb()

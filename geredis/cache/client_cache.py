@@ -285,20 +285,8 @@ class ClientCache:
             command as usual.
 
         Raises:
-            redis.ResponseError: the server's error reply to the read
-                (``WRONGTYPE``...): nothing is cached; the connection
-                survives.
-            redis.ConnectionError: the connection broke (a
-                ``geredis.ConnectionClosedError``) and the retry policy
-                (``retry=``) gave up; its store was emptied with it, and the
-                next command reconnects.
-            redis.TimeoutError: no reply within ``socket_timeout`` (the
-                connection survives; the late reply is not cached), or
-                ``max_in_flight`` commands stayed pending that long.
-            geredis.ClientClosedError: the client or its connections were
-                closed.
-            geredis.ThreadAffinityError: called from another OS thread;
-                nothing was sent.
+            redis.RedisError: as :meth:`get` (an error reply, a broken
+                connection, a timeout, a closed client, another thread).
         """
         target = self._target(command, args, options, explicit=False)
         if target is None:

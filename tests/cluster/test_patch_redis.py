@@ -3,15 +3,12 @@ themselves: limits' ``redis+cluster://`` storage, on a real cluster."""
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import gevent
 import pytest
 import redis
 import redis.cluster
 
 import geredis
-from geredis.monkey import unpatch_redis
 
 from .localcluster import LocalCluster
 
@@ -21,16 +18,7 @@ from limits.storage import storage_from_string  # noqa: E402
 from limits.strategies import MovingWindowRateLimiter  # noqa: E402
 
 
-@pytest.fixture
-def patched() -> Iterator[None]:
-    geredis.patch_redis()
-    try:
-        yield
-    finally:
-        unpatch_redis()
-
-
-def test_patch_redis_rebinds_redis_cluster(cluster: LocalCluster, patched: None) -> None:
+def test_patch_redis_rebinds_redis_cluster(cluster: LocalCluster, patched_redis: None) -> None:
     assert redis.RedisCluster is geredis.RedisCluster
     assert redis.cluster.RedisCluster is geredis.RedisCluster
     cluster.wait_ok()
@@ -44,7 +32,7 @@ def test_patch_redis_rebinds_redis_cluster(cluster: LocalCluster, patched: None)
         rc.close()
 
 
-def test_limits_cluster_storage_builds_geredis(cluster: LocalCluster, patched: None) -> None:
+def test_limits_cluster_storage_builds_geredis(cluster: LocalCluster, patched_redis: None) -> None:
     cluster.wait_ok()
     host, port = cluster.startup
     storage = storage_from_string(f"redis+cluster://{host}:{port}")

@@ -3,8 +3,6 @@ themselves: limits' ``redis+sentinel://`` storage, on a real deployment."""
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import gevent
 import pytest
 import redis
@@ -12,7 +10,6 @@ import redis.sentinel
 
 import geredis
 import geredis.sentinel
-from geredis.monkey import unpatch_redis
 
 from .topology import SERVICE, Topology
 
@@ -22,16 +19,7 @@ from limits.storage import storage_from_string  # noqa: E402
 from limits.strategies import FixedWindowRateLimiter  # noqa: E402
 
 
-@pytest.fixture
-def patched() -> Iterator[None]:
-    geredis.patch_redis()
-    try:
-        yield
-    finally:
-        unpatch_redis()
-
-
-def test_limits_sentinel_storage_builds_geredis(topo: Topology, patched: None) -> None:
+def test_limits_sentinel_storage_builds_geredis(topo: Topology, patched_redis: None) -> None:
     assert redis.sentinel.Sentinel is geredis.sentinel.Sentinel
     assert redis.Sentinel is geredis.sentinel.Sentinel
     locations = ",".join(f"{host}:{port}" for host, port in topo.sentinel_addresses)
