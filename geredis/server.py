@@ -197,9 +197,12 @@ class ServerConnections:
         """
         conn, self.connection = self.connection, None
         pool, self.dedicated = self.dedicated, self._new_dedicated_pool()
+        deadline = None if timeout is None else monotonic() + timeout
         if conn is not None:
             conn.close(timeout)
-        pool.close(timeout)
+        # One budget for both: what the shared connection used is not
+        # given again to the dedicated ones.
+        pool.close(None if deadline is None else max(0.0, deadline - monotonic()))
 
     def close_nowait(self) -> None:
         """Start closing everything without waiting (safe in ``__del__``)."""
