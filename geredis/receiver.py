@@ -177,16 +177,17 @@ class Receiver:
         if self._stopped:
             return
         try:
-            n = self._recv_into(self._buf)
+            try:
+                n = self._recv_into(self._buf)
+            except BlockingIOError:
+                return  # readable, but nothing after all
             if not n:
                 raise ConnectionClosedError(f"{self._address} closed the connection")
             self.bytes_in += n
             self.reads += 1
             self.last_read = self._loop.now()
             self._reader.feed(self._buf, 0, n)
-            self._on_data()
-        except BlockingIOError:
-            return  # readable, but nothing after all
+            self._on_data()  # a BlockingIOError from here (a hook) ends the stream
         except BaseException as exc:  # noqa: B902 - the stream is over, whatever ended it
             self._end(exc)
             if not expected(exc):
