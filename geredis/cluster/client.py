@@ -410,10 +410,12 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
             if conn is None or conn.state is not _OPEN or len(conn._pending) >= conn.max_in_flight:
                 reply = routing.follow(self, command, slot, packed, raw, node, False, args)
             else:
-                waiter = Waiter()
+                spare = conn.spare_waiters  # reused as in geredis.Redis.execute_command
+                waiter = spare.pop() if spare else Waiter()
                 conn.submit(packed, waiter, raw)
                 try:
                     reply = waiter.get()
+                    spare.append(waiter)  # answered: see Connection.spare_waiters
                 except BROKEN as exc:
                     reply = routing.follow(self, command, slot, packed, raw, node, False, args,
                                            (exc, conn.opened))  # fmt: skip
