@@ -56,7 +56,7 @@ from ..settings import ConnectionSettings
 from ..routing import command_name
 from ..slots import FutureSlot
 from .config import CacheConfig, CacheSettings, settings_from_config
-from .flight import BarrierSlot, Flight, OptinSlot, PttlSlot, WriteSlot
+from .flight import BarrierSlot, Flight, OptinSlot, WriteSlot
 from .keys import FIRST_KEY_WRITES, KEY_SPECS, WRITE_KEY_SPECS, KeyEncoder, entry_key
 from .store import COUNTERS, MISS, Store
 
@@ -243,6 +243,7 @@ class ClientCache:
         if self._get_cached and (kind is str or kind is bytes):
             key = ("GET", name)
             conn = client._connection
+            looked = False
             if conn is not None and conn.state is _OPEN:  # not one being dropped
                 store = conn.cache
                 entry = store.entries.get(key)
@@ -254,9 +255,16 @@ class ClientCache:
                     store.client_stats.cache_hits += 1
                     callback = _dict_get(client.response_callbacks, "GET")
                     return entry.value if callback is None else callback(entry.value)
-            rkeys = self._rkeys(key[1:])
-            if rkeys is not None:  # a miss: straight to the read, no routing to do
-                return self._read(client, "GET", key, {}, (key, rkeys), self.settings.ttl)
+                looked = entry is None
+            # A miss: straight to the read, no routing to do (``_rkeys``, inlined).
+            try:
+                rkey = name if kind is bytes else name.encode(self._encoding, self._errors)
+            except UnicodeError:  # the ordinary path raises it
+                return client.execute_command("GET", name)
+            prefixes = self.settings.prefixes
+            if not prefixes or rkey.startswith(prefixes):
+                return self._read(client, "GET", key, {}, (key, (rkey,)), self.settings.ttl,
+                                  looked=looked)
         return client.execute_command("GET", name)
 
     def read(self, client: "Redis", command: str, args: Tuple[Any, ...],
@@ -322,12 +330,6 @@ class ClientCache:
             The slot to queue: ``waiter`` itself, or a ``WriteSlot``
             wrapping it.
         """
-        if command in self._no_write:
-            return waiter
-        if command == "SWAPDB":  # Redis sends no invalidation for it
-            conn.cache.flush()
-            conn.cache.detach_flights()
-            return waiter
         if command in FIRST_KEY_WRITES and len(args) > 1:  # the common case, inlined
             key = args[1]
             kind = type(key)
@@ -337,6 +339,12 @@ class ClientCache:
                 if rkey in store.index or rkey in store.flight_index:
                     store.drop(rkey)
                 return waiter
+        if command in self._no_write:
+            return waiter
+        if command == "SWAPDB":  # Redis sends no invalidation for it
+            conn.cache.flush()
+            conn.cache.detach_flights()
+            return waiter
         spec = WRITE_KEY_SPECS.get(command)
         names = None if spec is None else spec(args)
         if names is not None:
@@ -502,7 +510,9 @@ class ClientCache:
 
     def _read(self, client: "Redis", command: str, args: Tuple[Any, ...],
               options: Dict[str, Any], target: Tuple[Any, Tuple[bytes, ...]], ttl: float,
-              explicit: bool = False) -> Any:
+              explicit: bool = False, looked: bool = False) -> Any:
+        # ``looked``: the caller just found no entry on the open connection
+        # (``get``): the first attempt need not look again.
         optin = explicit and self.settings.mode == "optin"
         retry = client._retry
         failures = 0
@@ -518,14 +528,19 @@ class ClientCache:
                     client._connection = conn
             if conn is None or conn.state is not _OPEN:
                 value = MISS
+            elif looked:
+                value, looked = MISS, False
             else:
                 value = conn.cache.lookup(target[0])
             if value is not MISS:
                 return client._finish(command, value, options)
-            waiter = Waiter()
-            self._fetch(client, args, target, ttl, optin, waiter)
+            spare = None if conn is None else conn.spare_waiters
+            waiter = spare.pop() if spare else Waiter()
+            at_once = self._fetch(client, args, target, ttl, optin, waiter)
             try:
                 reply = waiter.get()
+                if spare is not None and not at_once:
+                    spare.append(waiter)  # see Connection.spare_waiters
             except retry.errors as exc:
                 failures += 1
                 if not retry.should_retry(command, exc, failures, True):
@@ -536,9 +551,10 @@ class ClientCache:
 
     def _fetch(self, client: "Redis", args: Tuple[Any, ...],
                target: Tuple[Any, Tuple[bytes, ...]], ttl: float, optin: bool,
-               waiter: Any) -> None:
+               waiter: Any) -> bool:
         """Resolve ``waiter`` with the read's reply: from the flight of the
-        same entry, or from a new one."""
+        same entry, or from a new one. True if it was resolved at once (a
+        Waiter resolved before its ``get()`` holds the value: not reusable)."""
         key, rkeys = target
         conn = client._connection
         if conn is None or conn.state is not _OPEN or len(conn._pending) >= conn.max_in_flight:
@@ -551,9 +567,9 @@ class ClientCache:
             if flight.ready:  # parsed, PTTLs still coming: the value is good
                 copy = flight.copy
                 waiter.switch(flight.value if copy is None else copy(flight.value))
-            else:
-                flight.waiters.append(waiter)
-            return
+                return True
+            flight.join(waiter)
+            return False
         packed = client._packer.pack(args)  # DataError here: nothing queued
         pttls = len(rkeys) if self.settings.fetch_ttl else 0
         flight = Flight(store, key, rkeys, ttl, pttls, waiter)
@@ -561,18 +577,17 @@ class ClientCache:
         store.add_flight(flight)
         if not pttls and not optin:
             conn.submit(packed, flight)
-            return
-        slots: List[Any] = [flight]
+            return False
+        slots: List[Any] = [flight] * (1 + pttls)  # the flight takes its PTTLs' replies too
         if pttls == 1:
             packed += _pttl(rkeys[0])
-            slots.append(PttlSlot(flight))
         elif pttls:
             packed += b"".join([_pttl(rkey) for rkey in rkeys])
-            slots += [PttlSlot(flight) for _ in range(pttls)]
         if optin:
             packed = _CACHING_YES + packed
             slots.insert(0, OptinSlot(flight))
         conn.submit_batch(packed, slots)
+        return False
 
 
 def cache_option(cache_config: Any, cache: Any) -> Any:

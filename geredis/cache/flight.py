@@ -39,12 +39,12 @@ the reply (a copy of a mutable one) or the error to the waiting callers.
 from __future__ import annotations
 
 from time import monotonic
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 from ..slots import ReaderSlot
 from .store import Store, copier_for
 
-__all__ = ["BarrierSlot", "Flight", "OptinSlot", "PttlSlot", "WriteSlot"]
+__all__ = ["BarrierSlot", "Flight", "OptinSlot", "WriteSlot"]
 
 
 def _fresh(exc: BaseException) -> BaseException:
@@ -69,12 +69,11 @@ class Flight(ReaderSlot):
         pttls: how many PTTL replies follow the read's in its batch (0
             without ``fetch_ttl``).
         waiter: the first caller's slot (a gevent ``Waiter`` or a
-            ``FutureSlot``); callers that join are appended to
-            ``waiters``.
+            ``FutureSlot``); callers that join are added by :meth:`join`.
     """
 
-    __slots__ = ("store", "key", "rkeys", "epoch", "started", "waiters", "stale",
-                 "ready", "value", "copy", "pttls", "expires_in", "done")
+    __slots__ = ("store", "key", "rkeys", "epoch", "started", "waiter", "joiners", "stale",
+                 "ready", "value", "copy", "pttls", "expires_in", "done", "answered")
 
     def __init__(self, store: Store, key: Any, rkeys: Tuple[bytes, ...], ttl: float,
                  pttls: int, waiter: Any) -> None:
@@ -83,7 +82,8 @@ class Flight(ReaderSlot):
         self.rkeys = rkeys
         self.epoch = store.epoch
         self.started = monotonic()
-        self.waiters: List[Any] = [waiter]
+        self.waiter: Any = waiter
+        self.joiners: Optional[List[Any]] = None  # a list only once one joins
         self.stale = False
         self.ready = False  # the read's reply was parsed: ``value`` holds it
         self.value: Any = None
@@ -91,23 +91,46 @@ class Flight(ReaderSlot):
         self.pttls = pttls  # PTTL replies still to come
         self.expires_in = ttl
         self.done = False  # callers answered
+        self.answered = False  # the read's reply was parsed (next: PTTLs)
 
     def __repr__(self) -> str:
-        return f"<geredis.cache.Flight {self.key!r:.60} waiters={len(self.waiters)}>"
+        joiners = 0 if self.joiners is None else len(self.joiners)
+        return f"<geredis.cache.Flight {self.key!r:.60} joiners={joiners}>"
+
+    def join(self, waiter: Any) -> None:
+        """Add a caller that missed the same entry while this read flies.
+
+        Args:
+            waiter: its slot (a gevent ``Waiter`` or a ``FutureSlot``),
+                resolved with the first caller's.
+        """
+        if self.joiners is None:
+            self.joiners = [waiter]
+        else:
+            self.joiners.append(waiter)
 
     # -- the reader, in stream order -------------------------------------------
 
     def parsed(self, reply: Any) -> Any:
-        """Runs in the reader as the read's reply is parsed: lifts the
-        store's fence, keeps the value, and inserts it when no PTTL reply is
-        to come (unless stale). An error reply abandons the flight.
+        """Runs in the reader as a reply of the flight's batch is parsed.
+
+        The flight is also the slot of its PTTL replies (no object per
+        PTTL): after the read's reply, each one goes to :meth:`pttl`. The
+        read's reply lifts the store's fence, is kept, and is inserted when
+        no PTTL reply is to come (unless stale). An error reply abandons the
+        flight.
 
         Args:
-            reply: the read's reply, or the exception of an error reply.
+            reply: the read's reply (or a PTTL's), or the exception of an
+                error reply.
 
         Returns:
             ``reply``, unchanged.
         """
+        if self.answered:
+            self.pttl(reply)
+            return reply
+        self.answered = True
         store = self.store
         store.fenced = False  # any write answered before this was applied
         if isinstance(reply, Exception):
@@ -152,7 +175,7 @@ class Flight(ReaderSlot):
 
     def switch(self, reply: Any) -> None:
         """Runs in the hub: hand the reply to every caller, once (a copy each
-        when it is mutable).
+        when it is mutable); a PTTL reply after it does nothing.
 
         Args:
             reply: the read's reply, or the exception of an error reply
@@ -161,18 +184,18 @@ class Flight(ReaderSlot):
         if self.done:
             return
         self.done = True
-        waiters, self.waiters = self.waiters, []
+        first, joiners = self.waiter, self.joiners
+        self.waiter = self.joiners = None
         copy = self.copy  # None for an error reply, parsed without a copier
-        if len(waiters) == 1 and copy is None:
-            waiters[0].switch(reply)
-            return
-        for waiter in waiters:
-            waiter.switch(reply if copy is None else copy(reply))
+        first.switch(reply if copy is None else copy(reply))
+        if joiners is not None:
+            for waiter in joiners:
+                waiter.switch(reply if copy is None else copy(reply))
 
     def throw(self, exc: BaseException) -> None:
-        """The read failed (timeout, lost connection): abandon the flight
-        (nothing is inserted) and raise ``exc`` in every caller not answered
-        yet (a copy each after the first).
+        """The read or a PTTL failed (timeout, lost connection): abandon the
+        flight (nothing is inserted) and raise ``exc`` in every caller not
+        answered yet (a copy each after the first).
 
         Args:
             exc: the error.
@@ -181,51 +204,12 @@ class Flight(ReaderSlot):
         if self.done:
             return
         self.done = True
-        waiters, self.waiters = self.waiters, []
-        for i, waiter in enumerate(waiters):
-            waiter.throw(exc if i == 0 else _fresh(exc))
-
-
-class PttlSlot(ReaderSlot):
-    """The reply of a PTTL sent with a flight.
-
-    Args:
-        flight: the flight whose batch the PTTL belongs to.
-    """
-
-    __slots__ = ("flight",)
-
-    def __init__(self, flight: Flight) -> None:
-        self.flight = flight
-
-    def parsed(self, reply: Any) -> Any:
-        """Runs in the reader: hands the reply to :meth:`Flight.pttl`.
-
-        Args:
-            reply: the PTTL reply, or the exception of an error reply.
-
-        Returns:
-            ``reply``, unchanged.
-        """
-        self.flight.pttl(reply)
-        return reply
-
-    def switch(self, reply: Any) -> None:
-        """Nothing: nobody waits for a PTTL reply.
-
-        Args:
-            reply: the PTTL reply.
-        """
-        pass
-
-    def throw(self, exc: BaseException) -> None:
-        """The PTTL failed (timeout, lost connection): the flight's value is
-        not inserted.
-
-        Args:
-            exc: the error.
-        """
-        self.flight._abandon()
+        first, joiners = self.waiter, self.joiners
+        self.waiter = self.joiners = None
+        first.throw(exc)
+        if joiners is not None:
+            for waiter in joiners:
+                waiter.throw(_fresh(exc))
 
 
 class OptinSlot(ReaderSlot):

@@ -186,7 +186,10 @@ class KeyEncoder:
         Returns:
             The key's bytes.
         """
-        if type(key) is str:
+        kind = type(key)
+        if kind is bytes:
+            return key  # type: ignore[no-any-return]
+        if kind is str:
             return key.encode(self.encoding, self.errors)  # type: ignore[no-any-return]
         return bytes(key)
 

@@ -271,7 +271,8 @@ class Store:
         """
         if key in self.entries:
             self._remove(key)
-        size = ENTRY_OVERHEAD + key_size(key) + size_of(value)
+        size = ENTRY_OVERHEAD + key_size(key) + (
+            getsizeof(value) if type(value) is bytes else size_of(value))
         if size > self.max_bytes:
             return
         self.entries[key] = Entry(value, deadline, rkeys, size, copy)
@@ -300,8 +301,11 @@ class Store:
             self.flush()
             return
         pushed_key = self.encoder.pushed_key
+        index, flight_index = self.index, self.flight_index
         for name in names:
-            self.invalidate(pushed_key(name))
+            rkey = pushed_key(name)
+            if rkey in index or rkey in flight_index:  # else dropped already (own write)
+                self.invalidate(rkey)
 
     def invalidate(self, rkey: bytes) -> None:
         """The server invalidated ``rkey``: drop every entry that read it,
@@ -315,10 +319,7 @@ class Store:
         """
         filed = self.index.pop(rkey, None)
         if filed is not None:
-            for key in filed if type(filed) is set else (filed,):
-                self.invalidations += 1
-                self.client_stats.cache_evicted(1, "invalidation")
-                self._remove(key, rkey)
+            self._drop_entries(filed, rkey)
         filed = self.flight_index.get(rkey)
         if filed is not None:
             for key in list(filed) if type(filed) is set else (filed,):
@@ -336,8 +337,9 @@ class Store:
         Args:
             rkey: the Redis key, as bytes.
         """
-        if rkey in self.index:
-            self.invalidate(rkey)
+        filed = self.index.pop(rkey, None)
+        if filed is not None:
+            self._drop_entries(filed, rkey)
         filed = self.flight_index.pop(rkey, None)
         if filed is not None:
             for key in filed if type(filed) is set else (filed,):
@@ -382,10 +384,23 @@ class Store:
 
     # -- internals ----------------------------------------------------------------
 
-    def _remove(self, key: Any, skip: Optional[bytes] = None) -> None:
+    def _remove(self, key: Any) -> None:
         entry = self.entries.pop(key)
         self.nbytes -= entry.size
-        _unfile(self.index, key, entry.rkeys, skip)
+        _unfile(self.index, key, entry.rkeys)
+
+    def _drop_entries(self, filed: Any, rkey: bytes) -> None:
+        # Drop the entries that were filed under ``rkey`` (popped from the
+        # index already): invalidated.
+        keys = filed if type(filed) is set else (filed,)
+        entries, index = self.entries, self.index
+        for key in keys:
+            entry = entries.pop(key)
+            self.nbytes -= entry.size
+            if len(entry.rkeys) > 1:  # filed under other keys too
+                _unfile(index, key, entry.rkeys, rkey)
+        self.invalidations += len(keys)
+        self.client_stats.cache_evicted(len(keys), "invalidation")
 
     def _evict(self) -> None:
         entries = self.entries
