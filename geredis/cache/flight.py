@@ -114,11 +114,12 @@ class Flight(ReaderSlot):
     def parsed(self, reply: Any) -> Any:
         """Runs in the reader as a reply of the flight's batch is parsed.
 
-        The flight is also the slot of its PTTL replies (no object per
-        PTTL): after the read's reply, each one goes to :meth:`pttl`. The
-        read's reply lifts the store's fence, is kept, and is inserted when
-        no PTTL reply is to come (unless stale). An error reply abandons the
-        flight.
+        The read's reply lifts the store's fence, is kept, and is inserted
+        when no PTTL reply is to come (unless stale); an error reply abandons
+        the flight. The flight is also the slot of its PTTL replies (no
+        object per PTTL): each one caps the entry's life (-1: no expiry, -2:
+        no key; neither caps; an error makes the flight stale), and after
+        the last one the value is inserted unless stale.
 
         Args:
             reply: the read's reply (or a PTTL's), or the exception of an
@@ -127,38 +128,26 @@ class Flight(ReaderSlot):
         Returns:
             ``reply``, unchanged.
         """
-        if self.answered:
-            self.pttl(reply)
+        if self.answered:  # a PTTL reply, in milliseconds
+            if type(reply) is not int:  # an error reply
+                self.stale = True
+            elif reply >= 0:
+                self.expires_in = min(self.expires_in, reply / 1000.0)
+            self.pttls -= 1
+            if not self.pttls and self.ready:
+                self._complete()
             return reply
         self.answered = True
-        store = self.store
-        store.fenced = False  # any write answered before this was applied
+        self.store.fenced = False  # any write answered before this was applied
         if isinstance(reply, Exception):
             self._abandon()
             return reply
         self.value = reply
-        self.copy = copier_for(reply)
+        self.copy = None if type(reply) is bytes else copier_for(reply)
         self.ready = True
         if not self.pttls:
             self._complete()
         return reply
-
-    def pttl(self, reply: Any) -> None:
-        """A PTTL reply of this flight's batch: caps the entry's life; after
-        the last one (and the read's reply), inserts the value unless stale.
-
-        Args:
-            reply: the PTTL reply in milliseconds (-1: no expiry, -2: no
-                key; neither caps), or an error, which makes the flight
-                stale.
-        """
-        if isinstance(reply, Exception) or not isinstance(reply, int):
-            self.stale = True
-        elif reply >= 0:
-            self.expires_in = min(self.expires_in, reply / 1000.0)
-        self.pttls -= 1
-        if not self.pttls and self.ready:
-            self._complete()
 
     def _complete(self) -> None:
         store = self.store
