@@ -10,7 +10,8 @@ RESP3 connection):
 * :class:`Flight` is a cached read on the wire (one per entry key at a
   time: callers that miss while it flies join it instead of sending their
   own). Its batch is ``[CLIENT CACHING YES] READ [PTTL key ...]``, appended
-  contiguously. When the last reply of the batch is parsed, the value is
+  contiguously; the flight is the slot of the read's reply and of each
+  PTTL's (one object per miss). When the last reply of the batch is parsed, the value is
   inserted unless the flight went ``stale`` in between: an invalidation of
   one of its keys (or a flush) arrived after the read's reply, this client
   queued a write of one of them after the read, its ``CLIENT CACHING YES``
