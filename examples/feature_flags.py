@@ -75,6 +75,10 @@ def main() -> None:
     if seen_after:
         worst = max(seen_after) * 1000
         print(f"{len(seen_after)} flag changes, each seen by a reader within {worst:.1f} ms")
+    # The promise: a write acknowledged to another client is seen by every read
+    # that starts after one more round trip on the caching client's own
+    # connection (its invalidation travels there, ahead of that reply).
+    app.ping()
     print(f"final value of {FLAGS[0]}: {app.get(FLAGS[0])!r} (server: {admin.get(FLAGS[0])!r})")
     for flag in FLAGS:
         admin.delete(flag)
