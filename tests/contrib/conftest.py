@@ -13,7 +13,6 @@ from gevent.event import Event
 
 import geredis.server
 from geredis.compat import RedisPy
-from geredis.monkey import patch_redis, unpatch_redis
 
 from ..conftest import RedisServer
 
@@ -46,15 +45,6 @@ def data_connections(port: int) -> List[Dict[str, Any]]:
     return [c for c in client_connections(port)
             if c["cmd"] not in ("blpop", "brpop", "blmove", "brpoplpush", "subscribe")
             and int(c.get("sub", 0)) == 0 and int(c.get("psub", 0)) == 0]
-
-
-@pytest.fixture
-def patched() -> Iterator[None]:
-    patch_redis()
-    try:
-        yield
-    finally:
-        unpatch_redis()
 
 
 def in_flight_together(work: Callable[[int], Any], port: int,

@@ -75,7 +75,7 @@ def test_geredis_backend_serves_200_greenlets_on_one_connection(
 
 
 def test_django_backend_with_redis_patched_uses_one_connection(
-    server: RedisServer, cache_settings: Dict[str, Any], patched: None,
+    server: RedisServer, cache_settings: Dict[str, Any], patched_redis: None,
 ) -> None:
     # Django builds a redis-py pool per backend (per greenlet) and a
     # redis.Redis per call: patched, each is a geredis client on one connection.

@@ -61,7 +61,7 @@ def test_flask_caching(server: RedisServer, how: str, request: pytest.FixtureReq
         config = {"CACHE_TYPE": "geredis.contrib.flask_caching.RedisCache",
                   "CACHE_REDIS_URL": f"{server.url}/3", "CACHE_OPTIONS": {"socket_timeout": 10}}
     else:
-        request.getfixturevalue("patched")
+        request.getfixturevalue("patched_redis")
         config = {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": f"{server.url}/4"}
     app = cached_app(config)
     backend = app.extensions["cache"][next(iter(app.extensions["cache"]))]
