@@ -61,7 +61,10 @@ class ClusterChaos(Chaos):
         self.bound = 3 * SOCKET_TIMEOUT + RETRIES * 0.2
         self.hot = self.rng.sample(range(16384), hot_slots)
         for w in self.workers:
-            slot = self.hot[w.index % hot_slots] if w.index % 2 == 0 else self.rng.randrange(16384)
+            # Even workers on the hot slots, every hot slot in turn (w.index % hot_slots
+            # would give the even workers only the even-numbered hot slots).
+            hot = w.index % 2 == 0
+            slot = self.hot[(w.index // 2) % hot_slots] if hot else self.rng.randrange(16384)
             w.tag = tag_for_slot(slot)
             self.slot_of[w.index] = slot
         self.recovery: List[float] = []
