@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Ty
 import gevent
 import redis
 from gevent.event import AsyncResult
-from gevent.hub import Waiter
 from redis._parsers.encoders import Encoder
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 
 from .cache.client_cache import NOT_CACHED, ClientCache, cache_option
 from .cache.commands import CachedCommands
+from .caller import Caller
 from .connection import Connection, State
 from .dedicated import MAX_DEDICATED, DedicatedPool, wait_bound
 from .exceptions import ClientClosedError, ConnectionClosedError, SharedConnectionError
@@ -444,7 +444,7 @@ class Redis(redis.Redis):  # type: ignore[misc]
         if conn is None or conn.state is not _OPEN or len(conn._pending) >= conn.max_in_flight:
             conn = self._usable_connection()
         spare = conn.spare_waiters
-        waiter = spare.pop() if spare else Waiter()
+        waiter = spare.pop() if spare else Caller(conn.handoff)
         slot = waiter if cache is None else cache.slot(conn, command, args, waiter, options)
         conn.submit(packed, slot, NEVER_DECODE in options and slot is waiter)
         try:
@@ -550,7 +550,7 @@ class Redis(redis.Redis):  # type: ignore[misc]
 
     def _retry_command(
         self, command: str, packed: bytes, options: Dict[str, Any], sent: bool,
-        exc: BaseException, slot_for: Optional[Callable[[Connection, Waiter], Any]] = None,
+        exc: BaseException, slot_for: Optional[Callable[[Connection, Caller], Any]] = None,
     ) -> Any:
         """Send a command again after its connection failed, when it is safe
         (see ``retry.py``; ``sent`` is False if it never left); raise the
@@ -566,7 +566,7 @@ class Redis(redis.Redis):  # type: ignore[misc]
                 resolver.wait_moved(self._retry.delay(failures))
             conn = self._usable_connection()
             sent = True
-            waiter = Waiter()
+            waiter = conn.caller()
             slot = waiter if slot_for is None else slot_for(conn, waiter)
             # A slot of its own knows about NEVER_DECODE itself.
             conn.submit(packed, slot, slot is waiter and NEVER_DECODE in options)

@@ -49,6 +49,7 @@ from gevent.event import Event
 from gevent.greenlet import Greenlet
 from gevent.hub import Waiter
 
+from .caller import Caller, Handoff
 from .deadlines import Deadlines
 from .exceptions import ClientClosedError, ConnectionClosedError, ProtocolError
 from .handshake import open_initialised
@@ -112,16 +113,19 @@ class Connection:
         #: The error that closed the connection, once CLOSED.
         self.error: Optional[BaseException] = None
         self._pending: Deque[Any] = deque()
-        #: Waiters whose caller got its reply, for the next callers (one
+        #: Callers whose get() returned a reply, for the next callers (one
         #: fewer GC-tracked allocation per command: with thousands of
         #: commands in flight the cyclic GC ran twice as often, and did
-        #: full collections). Only a Waiter whose ``get()`` returned a reply
-        #: goes back here: its reply reached it through ``switch`` while its
-        #: greenlet waited, which stores nothing, and its slot has left the
-        #: FIFO, so it is clean. One whose caller gave up (timeout, kill)
-        #: is never reused: it is still in the FIFO and its late reply will
-        #: land in it. At most one per caller waiting at the same time.
-        self.spare_waiters: List[Waiter] = []
+        #: full collections). Only a Caller whose ``get()`` returned a reply
+        #: goes back here: its reply reached it while its greenlet waited,
+        #: which stores nothing in it, and its slot has left the FIFO, so it
+        #: is clean. One whose caller gave up (timeout, kill) is never
+        #: reused: it is still in the FIFO and its late reply will land in
+        #: it. At most one per caller waiting at the same time.
+        self.spare_waiters: List[Caller] = []
+        #: The answered callers of the last read, resumed one after another
+        #: (``caller.py``).
+        self.handoff = Handoff(gevent.get_hub())
         self._timeout = settings.socket_timeout
         self._special = 0  # ReaderSlots in _pending: the reader looks at those
         self._sock: Any = None
@@ -184,7 +188,8 @@ class Connection:
         Args:
             packed: the whole command, RESP-encoded (``Packer.pack``).
             slot: what the outcome resolves, in the hub: a
-                ``gevent.hub.Waiter`` (the blocking caller), a
+                :class:`~geredis.caller.Caller` (the blocking caller, from
+                :meth:`caller`), a ``gevent.hub.Waiter``, a
                 :class:`~geredis.slots.FutureSlot`, a
                 :class:`~geredis.slots.ReaderSlot`, or anything with
                 ``switch(reply)`` and ``throw(exc)`` (see ``slots.py``). It
@@ -194,7 +199,7 @@ class Connection:
             raw: read the reply without decoding it (redis-py's
                 NEVER_DECODE); only matters with ``decode_responses``.
         """
-        if raw or type(slot) is not Waiter:
+        if raw or type(slot) is not Caller and type(slot) is not Waiter:
             slot = self._reader_slot(slot, raw)
         # No greenlet switch from here to the end: slot order is wire order.
         self._pending.append(slot)
@@ -223,7 +228,7 @@ class Connection:
                 :class:`~geredis.slots.RawSlot` to read it undecoded).
         """
         for slot in slots:
-            if type(slot) is not Waiter:
+            if type(slot) is not Caller and type(slot) is not Waiter:
                 slot = self._reader_slot(slot, False)
             self._pending.append(slot)
         if self._timeout is not None:
@@ -381,7 +386,7 @@ class Connection:
         except BaseException:
             stats.replies += popped
             if woken:  # resume those answered before the stream broke
-                self._loop.run_callback(self._wake, woken)
+                self._loop.run_callback(self.handoff.run, woken)
             raise
         stats.replies += popped
         if len(pending) < self.max_in_flight and not self.room.is_set():
@@ -390,9 +395,9 @@ class Connection:
             self._fail(ClientClosedError("connection closed by the client"))
         if woken:
             if self._receiver.in_hub:
-                self._wake(woken)  # we are the hub: resume them now, in FIFO order
+                self.handoff.run(woken)  # we are the hub: resume them now, in FIFO order
             else:
-                self._loop.run_callback(self._wake, woken)
+                self._loop.run_callback(self.handoff.run, woken)
 
     def _check_integrity(self, slot: Any, reply: Any, woken: List[Any]) -> None:
         # Hold a batch's replies until its marker comes back intact, so a
@@ -412,11 +417,15 @@ class Connection:
                 f" marker {slot.expected!r} answered by {reply!r:.40})"
             )
 
-    @staticmethod
-    def _wake(woken: List[Any]) -> None:
-        # Runs in the hub: resume each caller with its reply, in FIFO order.
-        for i in range(0, len(woken), 2):
-            woken[i].switch(woken[i + 1])
+    def caller(self) -> Caller:
+        """A slot for a blocking caller of this connection: a spare one
+        (see :attr:`spare_waiters`) or a new one.
+
+        Returns:
+            A :class:`~geredis.caller.Caller` to submit, then ``get()``.
+        """
+        spare = self.spare_waiters
+        return spare.pop() if spare else Caller(self.handoff)
 
     # -- failing -----------------------------------------------------------
 

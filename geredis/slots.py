@@ -5,13 +5,15 @@ both called **in the hub** only: by the receiver's frame handler, which runs in
 the hub for plain sockets, or through a loop callback (TLS reader greenlet,
 failures, timeouts).
 
-* A blocking caller's slot is a ``gevent.hub.Waiter``: the caller calls
-  ``get()``, which parks its greenlet; ``switch`` resumes it with the reply
-  (an error reply is a value: the exception object). If the caller already
-  left (timeout, kill), ``Waiter.get``'s cleanup has cleared its greenlet and
-  ``switch`` just stores the late reply: it is dropped, never handed to the
-  next caller. gevent's Waiter is the AsyncResult idea without the links,
-  and measured 30-50% cheaper per command at high concurrency.
+* A blocking caller's slot is a :class:`~geredis.caller.Caller` (gevent's
+  ``Waiter`` idea, plus the hand-off): the caller calls ``get()``, which
+  parks its greenlet; the reply (an error reply is a value: the exception
+  object) resumes it, and when it waits again it switches straight to the
+  next caller the same read answered (``caller.py``). If the caller already
+  left (timeout, kill), ``get``'s cleanup has cleared its greenlet and the
+  late reply is stored for nobody: it is dropped, never handed to the next
+  caller. A plain ``gevent.hub.Waiter`` works as a slot too (the hub resumes
+  it).
 * :class:`FutureSlot` is an ``AsyncResult`` for the future form
   (``execute_async``); ``switch``/``throw`` set it.
 * :class:`ReaderSlot` is the hook for code that must run in the reader as a
@@ -67,7 +69,7 @@ class FutureSlot(AsyncResult):  # type: ignore[misc]
 
 class ReaderSlot:
     """A slot the connection's frame handler looks at before resolving it;
-    forwards the outcome to ``target`` (a Waiter, a FutureSlot...).
+    forwards the outcome to ``target`` (a Caller, a FutureSlot...).
 
     Subclasses set ``decode = False`` to have the reply read undecoded, and
     override :meth:`parsed` to run code at the moment the reply is parsed:

@@ -27,7 +27,7 @@ def test_answered_waiters_are_reused_one_per_concurrent_caller(r: geredis.Redis)
 
     gevent.joinall([gevent.spawn(work, i) for i in range(50)], raise_error=True)
     assert 1 <= len(spare) <= 50
-    assert all(w.greenlet is None and not w.ready() and w.value is None for w in spare)
+    assert all(w.greenlet is None and not w.ready and w.value is None for w in spare)
 
 
 @pytest.mark.parametrize("give_up", ["socket_timeout", "gevent.Timeout", "kill"])
@@ -56,7 +56,7 @@ def test_a_caller_that_gave_up_never_returns_its_waiter(
         with gevent.Timeout(10):
             while conn.pending:
                 gevent.sleep(0.01)
-        assert abandoned.ready() and abandoned.value == b"OK"
+        assert abandoned.ready and abandoned.value == b"OK"
         results = [gevent.spawn(c.get, "mine") for _ in range(3)]
         gevent.joinall(results, raise_error=True)
         assert [g.value for g in results] == [b"M"] * 3

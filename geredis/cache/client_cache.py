@@ -535,7 +535,7 @@ class ClientCache:
             if value is not MISS:
                 return client._finish(command, value, options)
             spare = None if conn is None else conn.spare_waiters
-            waiter = spare.pop() if spare else Waiter()
+            waiter = spare.pop() if spare else Waiter() if conn is None else conn.caller()
             at_once = self._fetch(client, args, target, ttl, optin, waiter)
             try:
                 reply = waiter.get()

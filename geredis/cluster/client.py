@@ -43,7 +43,6 @@ from redis._parsers.commands import CommandPolicies, RequestPolicy, ResponsePoli
 from redis.client import NEVER_DECODE
 from redis.commands.cluster import READ_COMMANDS
 from redis.crc import key_slot
-from gevent.hub import Waiter
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.client import CaseInsensitiveDict
 from redis.cluster import (
@@ -61,6 +60,7 @@ from redis.retry import Retry
 
 from ..client import finish_reply
 from ..compat import response_callbacks, settings_from_kwargs
+from ..caller import Caller
 from ..connection import State
 from ..exceptions import ClientClosedError
 from ..guards import check_thread, real_thread_id
@@ -411,7 +411,7 @@ class RedisCluster(redis.cluster.RedisCluster):  # type: ignore[misc]
                 reply = routing.follow(self, command, slot, packed, raw, node, False, args)
             else:
                 spare = conn.spare_waiters  # reused as in geredis.Redis.execute_command
-                waiter = spare.pop() if spare else Waiter()
+                waiter = spare.pop() if spare else Caller(conn.handoff)
                 conn.submit(packed, waiter, raw)
                 try:
                     reply = waiter.get()
