@@ -227,6 +227,8 @@ class Connection:
                 may stand for every reply; wrap one in
                 :class:`~geredis.slots.RawSlot` to read it undecoded).
         """
+        if not slots:
+            return  # nothing expected back, so nothing to send
         for slot in slots:
             if type(slot) is not Caller and type(slot) is not Waiter:
                 slot = self._reader_slot(slot, False)

@@ -212,3 +212,4 @@ def test_an_error_given_before_get_is_raised_at_once() -> None:
     with pytest.raises(redis.TimeoutError, match="late"):
         caller.get()
     assert not caller.ready and caller.error is None
+

@@ -158,3 +158,14 @@ def test_timed_out_callers_that_queue_again_at_once(redis_server: RedisServer) -
         gevent.sleep(0.4)
         assert c.get("a") is None
         assert c._connection is conn and conn.pending == 0
+
+
+def test_an_empty_batch_sends_nothing_and_counts_nothing(r: geredis.Redis) -> None:
+    r.ping()
+    conn = r._connection
+    before = r.stats()
+    conn.submit_batch(b"", [])
+    assert conn.pending == 0 and not conn._out and conn._writer.extra == 0
+    assert r.get("nothing") is None
+    after = r.stats()
+    assert (after.batches, after.batched) == (before.batches + 1, before.batched + 1)
