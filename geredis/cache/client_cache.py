@@ -76,6 +76,11 @@ _dict_get = dict.get
 NOT_CACHED: Any = object()
 
 
+_TEXT = (str, bytes)
+#: A GET and its key's PTTL, packed in one format (the common miss).
+_GET_PTTL = b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\n"
+
+
 def _pttl(key: bytes) -> bytes:
     return b"*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\n" % (len(key), key)
 
@@ -440,7 +445,7 @@ class ClientCache:
         if value is not MISS:
             slot.set(value)
         else:
-            self._fetch(client, args, target, self.settings.ttl, False, slot)
+            self._fetch(client, command, args, target, self.settings.ttl, False, slot)
         return client._future(command, options, slot)
 
     def after_write(self, client: "Redis", commands: Iterable[str]) -> None:
@@ -536,7 +541,7 @@ class ClientCache:
                 return client._finish(command, value, options)
             spare = None if conn is None else conn.spare_waiters
             waiter = spare.pop() if spare else Waiter() if conn is None else conn.caller()
-            at_once = self._fetch(client, args, target, ttl, optin, waiter)
+            at_once = self._fetch(client, command, args, target, ttl, optin, waiter)
             try:
                 reply = waiter.get()
                 if spare is not None and not at_once:
@@ -547,9 +552,12 @@ class ClientCache:
                     raise
                 gevent.sleep(retry.delay(failures))
                 continue
-            return client._finish(command, reply, options)
+            if options or isinstance(reply, Exception):
+                return client._finish(command, reply, options)
+            callback = _dict_get(client.response_callbacks, command)
+            return reply if callback is None else callback(reply)
 
-    def _fetch(self, client: "Redis", args: Tuple[Any, ...],
+    def _fetch(self, client: "Redis", command: str, args: Tuple[Any, ...],
                target: Tuple[Any, Tuple[bytes, ...]], ttl: float, optin: bool,
                waiter: Any) -> bool:
         """Resolve ``waiter`` with the read's reply: from the flight of the
@@ -564,29 +572,32 @@ class ClientCache:
         store.client_stats.cache_misses += 1
         if flight is not None:
             store.joins += 1
-            if flight.ready:  # parsed, PTTLs still coming: the value is good
+            if flight.answered:  # parsed, PTTLs still coming: the value is good
                 copy = flight.copy
                 waiter.switch(flight.value if copy is None else copy(flight.value))
                 return True
-            flight.join(waiter)
+            flight.joiners.append(waiter)
             return False
-        packed = client._packer.pack(args)  # DataError here: nothing queued
         pttls = len(rkeys) if self.settings.fetch_ttl else 0
-        flight = Flight(store, key, rkeys, ttl, pttls, waiter)
+        if (pttls == 1 and not optin and command == "GET" and len(args) == 2
+                and type(args[1]) in _TEXT):  # the common miss: one format
+            rkey = rkeys[0]
+            packed = _GET_PTTL % (len(rkey), rkey, len(rkey), rkey)
+        else:
+            packed = client._packer.pack(args)  # DataError here: nothing queued
+            if pttls:
+                packed += b"".join([_pttl(rkey) for rkey in rkeys])
+            if optin:
+                packed = _CACHING_YES + packed
+        flight = Flight(store, key, rkeys, ttl, pttls, waiter)  # files itself
         store.misses += 1
-        store.add_flight(flight)
         if not pttls and not optin:
             conn.submit(packed, flight)
-            return False
-        slots: List[Any] = [flight] * (1 + pttls)  # the flight takes its PTTLs' replies too
-        if pttls == 1:
-            packed += _pttl(rkeys[0])
-        elif pttls:
-            packed += b"".join([_pttl(rkey) for rkey in rkeys])
-        if optin:
-            packed = _CACHING_YES + packed
-            slots.insert(0, OptinSlot(flight))
-        conn.submit_batch(packed, slots)
+        else:
+            slots: List[Any] = [flight] * (1 + pttls)  # the flight takes its PTTLs' replies too
+            if optin:
+                slots.insert(0, OptinSlot(flight))
+            conn.submit_batch(packed, slots)
         return False
 
 

@@ -43,7 +43,7 @@ from time import monotonic
 from typing import Any, List, Optional, Tuple
 
 from ..slots import ReaderSlot
-from .store import Store, copier_for
+from .store import Store, copier_for, file_under, unfile_from
 
 __all__ = ["BarrierSlot", "Flight", "OptinSlot", "WriteSlot"]
 
@@ -59,7 +59,10 @@ def _fresh(exc: BaseException) -> BaseException:
 
 
 class Flight(ReaderSlot):
-    """A cached read in flight: the FIFO slot of its reply and its callers.
+    """A cached read in flight: the FIFO slot of its replies and its callers.
+
+    Making it files it in ``store`` (``flights``, ``flight_index``), so
+    invalidations and callers that miss the same entry find it.
 
     Args:
         store: the store of the connection it is sent on (its ``epoch`` is
@@ -67,14 +70,14 @@ class Flight(ReaderSlot):
         key: the entry key.
         rkeys: the Redis keys the read reads, as bytes.
         ttl: the longest the entry may live, in seconds, counted from now.
-        pttls: how many PTTL replies follow the read's in its batch (0
-            without ``fetch_ttl``).
+        pttls: how many PTTL replies come before the read's in its batch
+            (0 without ``fetch_ttl``).
         waiter: the first caller's slot (a gevent ``Waiter`` or a
-            ``FutureSlot``); callers that join are added by :meth:`join`.
+            ``FutureSlot``); callers that join are added to ``joiners``.
     """
 
     __slots__ = ("store", "key", "rkeys", "epoch", "started", "waiter", "joiners", "stale",
-                 "ready", "value", "copy", "pttls", "expires_in", "done", "answered")
+                 "answered", "value", "copy", "pttls", "expires_in", "done")
 
     def __init__(self, store: Store, key: Any, rkeys: Tuple[bytes, ...], ttl: float,
                  pttls: int, waiter: Any) -> None:
@@ -84,43 +87,31 @@ class Flight(ReaderSlot):
         self.epoch = store.epoch
         self.started = monotonic()
         self.waiter: Any = waiter
-        self.joiners: Optional[List[Any]] = None  # a list only once one joins
+        self.joiners: List[Any] = []  # callers that missed the same entry meanwhile
         self.stale = False
-        self.ready = False  # the read's reply was parsed: ``value`` holds it
+        self.answered = False  # the read's reply was parsed: ``value`` holds it
         self.value: Any = None
         self.copy: Any = None  # how to hand ``value`` out (store.copier_for)
         self.pttls = pttls  # PTTL replies still to come
         self.expires_in = ttl
         self.done = False  # callers answered
-        self.answered = False  # the read's reply was parsed (next: PTTLs)
+        store.flights[key] = self
+        file_under(store.flight_index, key, rkeys)
 
     def __repr__(self) -> str:
-        joiners = 0 if self.joiners is None else len(self.joiners)
-        return f"<geredis.cache.Flight {self.key!r:.60} joiners={joiners}>"
-
-    def join(self, waiter: Any) -> None:
-        """Add a caller that missed the same entry while this read flies.
-
-        Args:
-            waiter: its slot (a gevent ``Waiter`` or a ``FutureSlot``),
-                resolved with the first caller's.
-        """
-        if self.joiners is None:
-            self.joiners = [waiter]
-        else:
-            self.joiners.append(waiter)
+        return f"<geredis.cache.Flight {self.key!r:.60} joiners={len(self.joiners)}>"
 
     # -- the reader, in stream order -------------------------------------------
 
     def parsed(self, reply: Any) -> Any:
         """Runs in the reader as a reply of the flight's batch is parsed.
 
-        The read's reply lifts the store's fence, is kept, and is inserted
-        when no PTTL reply is to come (unless stale); an error reply abandons
-        the flight. The flight is also the slot of its PTTL replies (no
-        object per PTTL): each one caps the entry's life (-1: no expiry, -2:
-        no key; neither caps; an error makes the flight stale), and after
-        the last one the value is inserted unless stale.
+        The read's reply lifts the store's fence and is kept (an error reply
+        abandons the flight). The flight is also the slot of its PTTL replies
+        (no object per PTTL): each one caps the entry's life (-1: no expiry,
+        -2: no key; neither caps; an error makes the flight stale). After
+        the last reply of the batch the flight is unfiled and the value
+        inserted, unless stale.
 
         Args:
             reply: the read's reply (or a PTTL's), or the exception of an
@@ -135,27 +126,24 @@ class Flight(ReaderSlot):
             elif reply >= 0:
                 self.expires_in = min(self.expires_in, reply / 1000.0)
             self.pttls -= 1
-            if not self.pttls and self.ready:
-                self._complete()
-            return reply
-        self.answered = True
-        self.store.fenced = False  # any write answered before this was applied
-        if isinstance(reply, Exception):
-            self._abandon()
-            return reply
-        self.value = reply
-        self.copy = None if type(reply) is bytes else copier_for(reply)
-        self.ready = True
-        if not self.pttls:
-            self._complete()
+        else:
+            self.answered = True
+            self.store.fenced = False  # any write answered before this was applied
+            if isinstance(reply, Exception):
+                self._abandon()
+                return reply
+            self.value = reply
+            if type(reply) is not bytes:
+                self.copy = copier_for(reply)
+        if not self.pttls:  # the last reply of the batch: complete
+            store, key = self.store, self.key
+            if store.flights.get(key) is self:  # not detached: unfile it
+                del store.flights[key]
+                unfile_from(store.flight_index, key, self.rkeys)
+            if not self.stale and self.epoch == store.epoch:
+                store.insert(key, self.value, self.rkeys, self.started + self.expires_in,
+                             self.copy)
         return reply
-
-    def _complete(self) -> None:
-        store = self.store
-        store.end_flight(self)
-        if not self.stale and self.epoch == store.epoch:
-            store.insert(self.key, self.value, self.rkeys, self.started + self.expires_in,
-                         self.copy)
 
     def _abandon(self) -> None:
         self.stale = True
@@ -175,12 +163,11 @@ class Flight(ReaderSlot):
             return
         self.done = True
         first, joiners = self.waiter, self.joiners
-        self.waiter = self.joiners = None
+        self.waiter = None
         copy = self.copy  # None for an error reply, parsed without a copier
         first.switch(reply if copy is None else copy(reply))
-        if joiners is not None:
-            for waiter in joiners:
-                waiter.switch(reply if copy is None else copy(reply))
+        for waiter in joiners:
+            waiter.switch(reply if copy is None else copy(reply))
 
     def throw(self, exc: BaseException) -> None:
         """The read or a PTTL failed (timeout, lost connection): abandon the
@@ -195,11 +182,10 @@ class Flight(ReaderSlot):
             return
         self.done = True
         first, joiners = self.waiter, self.joiners
-        self.waiter = self.joiners = None
+        self.waiter = None
         first.throw(exc)
-        if joiners is not None:
-            for waiter in joiners:
-                waiter.throw(_fresh(exc))
+        for waiter in joiners:
+            waiter.throw(_fresh(exc))
 
 
 class OptinSlot(ReaderSlot):

@@ -4,7 +4,7 @@ How this works: a :class:`Store` belongs to exactly one connection, so the
 invalidations that connection receives are the only ones its entries need.
 It is changed in two places only, both in the connection's event loop:
 
-* callers (``lookup`` on a hit, ``add_flight`` on a miss);
+* callers (``lookup`` on a hit, a new ``Flight`` filing itself on a miss);
 * the connection's reader, in stream order (``Flight`` completing, see
   ``flight.py``; ``on_push`` for invalidations; ``connection_lost``).
 
@@ -101,18 +101,6 @@ def copier_for(value: Any) -> Optional[Callable[[Any], Any]]:
         if all(type(item) in _IMMUTABLE for item in value):
             return None
     return _deep
-
-
-def key_size(key: Tuple[Any, ...]) -> int:
-    """An estimate of an entry key's memory.
-
-    Args:
-        key: an entry key (``keys.entry_key``): a tuple of str and bytes.
-
-    Returns:
-        ``sys.getsizeof`` of the tuple plus that of each item, in bytes.
-    """
-    return getsizeof(key) + sum(map(getsizeof, key))
 
 
 def size_of(value: Any) -> int:
@@ -228,16 +216,6 @@ class Store:
         copy = entry.copy
         return entry.value if copy is None else copy(entry.value)
 
-    def add_flight(self, flight: Any) -> None:
-        """File a read in flight so invalidations and joiners find it.
-
-        Args:
-            flight: the :class:`~geredis.cache.flight.Flight`; it replaces
-                any read of the same entry key filed before.
-        """
-        self.flights[flight.key] = flight
-        _file(self.flight_index, flight.key, flight.rkeys)
-
     def end_flight(self, flight: Any) -> None:
         """Unfile a read in flight, if it is still the one filed.
 
@@ -248,7 +226,7 @@ class Store:
         key, rkeys = flight.key, flight.rkeys
         if self.flights.get(key) is flight:
             del self.flights[key]
-            _unfile(self.flight_index, key, rkeys)
+            unfile_from(self.flight_index, key, rkeys)
 
     # -- the reader -------------------------------------------------------------
 
@@ -271,13 +249,13 @@ class Store:
         """
         if key in self.entries:
             self._remove(key)
-        size = ENTRY_OVERHEAD + key_size(key) + (
+        size = ENTRY_OVERHEAD + getsizeof(key) + sum(map(getsizeof, key)) + (
             getsizeof(value) if type(value) is bytes else size_of(value))
         if size > self.max_bytes:
             return
         self.entries[key] = Entry(value, deadline, rkeys, size, copy)
         self.nbytes += size
-        _file(self.index, key, rkeys)
+        file_under(self.index, key, rkeys)
         if len(self.entries) > self.max_entries or self.nbytes > self.max_bytes:
             self._evict()
 
@@ -303,7 +281,7 @@ class Store:
         pushed_key = self.encoder.pushed_key
         index, flight_index = self.index, self.flight_index
         for name in names:
-            rkey = pushed_key(name)
+            rkey = name if type(name) is bytes else pushed_key(name)
             if rkey in index or rkey in flight_index:  # else dropped already (own write)
                 self.invalidate(rkey)
 
@@ -324,10 +302,10 @@ class Store:
         if filed is not None:
             for key in list(filed) if type(filed) is set else (filed,):
                 flight = self.flights[key]
-                if flight.ready:  # answered before this invalidation: stale
+                if flight.answered:  # answered before this invalidation: stale
                     del self.flights[key]
                     flight.stale = True
-                    _unfile(self.flight_index, key, flight.rkeys)
+                    unfile_from(self.flight_index, key, flight.rkeys)
 
     def drop(self, rkey: bytes) -> None:
         """This connection is about to write ``rkey``: drop every entry that
@@ -345,7 +323,7 @@ class Store:
             for key in filed if type(filed) is set else (filed,):
                 flight = self.flights.pop(key)
                 flight.stale = True
-                _unfile(self.flight_index, key, flight.rkeys, rkey)
+                unfile_from(self.flight_index, key, flight.rkeys, rkey)
 
     def flush(self) -> int:
         """Empty the store and detach the reads in flight already answered
@@ -360,7 +338,7 @@ class Store:
         self.entries.clear()
         self.index.clear()
         self.nbytes = 0
-        for flight in [f for f in self.flights.values() if f.ready]:
+        for flight in [f for f in self.flights.values() if f.answered]:
             self.end_flight(flight)
             flight.stale = True
         self.flushes += 1
@@ -385,9 +363,10 @@ class Store:
     # -- internals ----------------------------------------------------------------
 
     def _remove(self, key: Any) -> None:
-        entry = self.entries.pop(key)
+        entry = self.entries[key]
+        del self.entries[key]  # not OrderedDict.pop: it parses its arguments the slow way
         self.nbytes -= entry.size
-        _unfile(self.index, key, entry.rkeys)
+        unfile_from(self.index, key, entry.rkeys)
 
     def _drop_entries(self, filed: Any, rkey: bytes) -> None:
         # Drop the entries that were filed under ``rkey`` (popped from the
@@ -395,10 +374,11 @@ class Store:
         keys = filed if type(filed) is set else (filed,)
         entries, index = self.entries, self.index
         for key in keys:
-            entry = entries.pop(key)
+            entry = entries[key]
+            del entries[key]  # not OrderedDict.pop (see _remove)
             self.nbytes -= entry.size
             if len(entry.rkeys) > 1:  # filed under other keys too
-                _unfile(index, key, entry.rkeys, rkey)
+                unfile_from(index, key, entry.rkeys, rkey)
         self.invalidations += len(keys)
         self.client_stats.cache_evicted(len(keys), "invalidation")
 
@@ -411,7 +391,7 @@ class Store:
                 entries[key] = entry  # second chance: to the back
                 continue
             self.nbytes -= entry.size
-            _unfile(self.index, key, entry.rkeys)
+            unfile_from(self.index, key, entry.rkeys)
             self.evictions += 1
             self.client_stats.cache_evicted(1, "full")
 
@@ -424,8 +404,9 @@ class Store:
         return {name: getattr(self, name) for name in COUNTERS}
 
 
-def _file(index: Dict[bytes, Any], key: Any, rkeys: Iterable[bytes]) -> None:
-    # File ``key`` under each of ``rkeys``: the key alone, or a set of keys.
+def file_under(index: Dict[bytes, Any], key: Any, rkeys: Iterable[bytes]) -> None:
+    """File ``key`` (an entry's or a flight's) under each of ``rkeys`` in
+    ``index``: the key alone, or a set of keys."""
     for rkey in rkeys:
         filed = index.get(rkey)
         if filed is None:
@@ -436,9 +417,10 @@ def _file(index: Dict[bytes, Any], key: Any, rkeys: Iterable[bytes]) -> None:
             index[rkey] = {filed, key}
 
 
-def _unfile(index: Dict[bytes, Any], key: Any, rkeys: Iterable[bytes],
-            skip: Optional[bytes] = None) -> None:
-    # Unfile ``key`` from each of ``rkeys`` (but ``skip``, already popped).
+def unfile_from(index: Dict[bytes, Any], key: Any, rkeys: Iterable[bytes],
+                skip: Optional[bytes] = None) -> None:
+    """Unfile ``key`` from each of ``rkeys`` in ``index`` (but ``skip``,
+    already popped)."""
     for rkey in rkeys:
         if rkey == skip:
             continue
