@@ -406,7 +406,13 @@ class Store:
 
 def file_under(index: Dict[bytes, Any], key: Any, rkeys: Iterable[bytes]) -> None:
     """File ``key`` (an entry's or a flight's) under each of ``rkeys`` in
-    ``index``: the key alone, or a set of keys."""
+    ``index``: the key alone, or a set of keys.
+
+    Args:
+        index: ``Store.index`` or ``Store.flight_index``.
+        key: the entry key.
+        rkeys: the Redis keys it read, as bytes.
+    """
     for rkey in rkeys:
         filed = index.get(rkey)
         if filed is None:
@@ -419,8 +425,14 @@ def file_under(index: Dict[bytes, Any], key: Any, rkeys: Iterable[bytes]) -> Non
 
 def unfile_from(index: Dict[bytes, Any], key: Any, rkeys: Iterable[bytes],
                 skip: Optional[bytes] = None) -> None:
-    """Unfile ``key`` from each of ``rkeys`` in ``index`` (but ``skip``,
-    already popped)."""
+    """Unfile ``key`` from each of ``rkeys`` in ``index``.
+
+    Args:
+        index: ``Store.index`` or ``Store.flight_index``.
+        key: the entry key.
+        rkeys: the Redis keys it was filed under, as bytes.
+        skip: a Redis key to leave alone (popped from ``index`` already).
+    """
     for rkey in rkeys:
         if rkey == skip:
             continue
