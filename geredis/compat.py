@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 import redis
 from gevent.event import AsyncResult
 from redis._parsers.encoders import Encoder
+from redis._parsers.helpers import parse_set_result
 from redis.client import CaseInsensitiveDict
 from redis.commands import CoreCommands
 
@@ -139,9 +140,30 @@ def response_callbacks(protocol: Optional[int], legacy: bool) -> CaseInsensitive
         probe = RedisPy(protocol=protocol, legacy_responses=legacy)
         table = _callback_tables[key] = CaseInsensitiveDict(probe.response_callbacks)
         probe.close()
+        if dict.get(table, "SET") is parse_set_result:
+            table["SET"] = set_result
     copy = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
     dict.update(copy, table)
     return copy
+
+
+def set_result(response: Any, **options: Any) -> Any:
+    """redis-py's ``parse_set_result`` with the common reply (``OK``, no
+    options) answered first: the same results, two Python calls fewer per
+    SET, the command web apps send most after GET.
+
+    Args:
+        response: SET's reply (``b"OK"``/``"OK"``, None, or the old value
+            with ``get=True``).
+        **options: the command's options (``get``).
+
+    Returns:
+        What ``parse_set_result`` returns: True when set, None when
+        ``nx``/``xx`` prevented it, the old value with ``get=True``.
+    """
+    if not options and (response == b"OK" or response == "OK"):
+        return True
+    return parse_set_result(response, **options)  # type: ignore[no-untyped-call]
 
 
 class Futures(CoreCommands):  # type: ignore[misc]

@@ -23,6 +23,12 @@ SCENARIOS: Dict[str, List[Call]] = {
         lambda c, p: c.set(f"{p}s", "v", ex=100),
         lambda c, p: c.get(f"{p}s"),
         lambda c, p: c.set(f"{p}s", "w", get=True),
+        lambda c, p: c.set(f"{p}ok", "OK"),  # SET's reply shapes (geredis answers OK first)
+        lambda c, p: c.set(f"{p}ok", "x", get=True),  # the old value "OK", not True
+        lambda c, p: c.set(f"{p}ok", "y", nx=True),
+        lambda c, p: c.set(f"{p}missing", "y", xx=True),
+        lambda c, p: c.set(f"{p}missing", "y", get=True),
+        lambda c, p: c.execute_command("SET", f"{p}raw", "z"),
         lambda c, p: c.getrange(f"{p}s", 0, 0),
         lambda c, p: c.append(f"{p}s", "x"),
         lambda c, p: c.incrbyfloat(f"{p}f", 1.5),
