@@ -15,7 +15,7 @@ from gevent.hub import Waiter
 
 import geredis
 from geredis.caller import Caller, Handoff
-from geredis.connection import Connection, State
+from geredis.connection import Connection
 from geredis.slots import FutureSlot
 
 from .fakeserver import FakeServer, Peer
@@ -148,38 +148,6 @@ def test_other_slot_kinds_in_the_same_read_are_resolved_by_the_hub() -> None:
         assert future.get(timeout=10) == b"r0-3"
         conn.close()
     assert got == [("c0", b"r0-0"), ("w", b"r0-1"), ("c1", b"r0-2"), ("c2", b"r0-4")]
-
-
-def test_a_caller_of_the_hand_off_may_abort_the_connection() -> None:
-    def script(peer: Peer) -> None:
-        for _ in range(3):
-            peer.command()
-        peer.send(b"$1\r\na\r\n$1\r\nb\r\n")  # two replies in one read, the third never
-        peer.command()
-
-    got: List[Any] = []
-    with FakeServer(script) as server:
-        conn = _connection(server)
-        slots = [conn.caller() for _ in range(3)]
-
-        def first() -> None:
-            got.append(slots[0].get())
-            conn.abort()  # in the middle of the hand-off of this read
-
-        def other(i: int) -> None:
-            try:
-                got.append(slots[i].get())
-            except redis.ConnectionError as exc:
-                got.append(type(exc))
-
-        greenlets = [gevent.spawn(first), gevent.spawn(other, 1), gevent.spawn(other, 2)]
-        gevent.sleep(0)
-        for slot in slots:
-            conn.submit(GET, slot)
-        gevent.joinall(greenlets, timeout=10, raise_error=True)
-        conn.close()
-    assert got[:2] == [b"a", b"b"] and issubclass(got[2], redis.ConnectionError)
-    assert conn.state is State.CLOSED
 
 
 def test_get_in_the_hub_is_refused_as_any_blocking_call() -> None:
