@@ -66,10 +66,10 @@ class Handoff:
     def run(self, woken: List[Any]) -> None:
         """Resume every slot of ``woken`` with its reply, in order. In the hub.
 
-        A :class:`Caller` is switched to (unless its caller gave up: then
-        its reply is dropped); any other slot gets ``switch(reply)``. The
-        callers take the next entries themselves when they wait again; the
-        hub takes what they leave.
+        Each slot gets ``switch(reply)`` (a :class:`Caller` whose caller
+        gave up keeps its reply for nobody). The callers take the next
+        entries themselves when they wait again; the hub takes what they
+        leave.
 
         Args:
             woken: ``[slot, reply, ...]`` in FIFO order.
@@ -81,18 +81,7 @@ class Handoff:
             while self.next < end:
                 i = self.next
                 self.next = i + 2
-                slot = woken[i]
-                if type(slot) is not Caller:
-                    slot.switch(woken[i + 1])
-                    continue
-                parked = slot.greenlet
-                if parked is None:  # it gave up: the late reply stays there, unused
-                    slot.value, slot.ready = woken[i + 1], True
-                    continue
-                try:
-                    parked.switch(woken[i + 1])
-                except:  # noqa: E722 - as gevent's Waiter: the hub lives on
-                    self.hub.handle_error(parked, *sys.exc_info())
+                woken[i].switch(woken[i + 1])
         finally:
             self.woken, self.next = _NOTHING, 0  # keep no reply alive
 
@@ -189,9 +178,9 @@ class Caller:
                 i += 2
                 handoff.next = i
                 parked = slot.greenlet
-                if parked is not None:
+                if parked is not None:  # as Caller.switch, from this greenlet
                     return parked.switch(woken[i - 1])
-                slot.value, slot.ready = woken[i - 1], True  # it gave up
+                slot.switch(woken[i - 1])  # it gave up: kept for nobody
             return hub.switch()
         finally:
             self.greenlet = None

@@ -47,7 +47,6 @@ import gevent
 from gevent import getcurrent
 from gevent.event import Event
 from gevent.greenlet import Greenlet
-from gevent.hub import Waiter
 
 from .caller import Caller, Handoff
 from .deadlines import Deadlines
@@ -199,7 +198,7 @@ class Connection:
             raw: read the reply without decoding it (redis-py's
                 NEVER_DECODE); only matters with ``decode_responses``.
         """
-        if raw or type(slot) is not Caller and type(slot) is not Waiter:
+        if raw or type(slot) is not Caller:
             slot = self._reader_slot(slot, raw)
         # No greenlet switch from here to the end: slot order is wire order.
         self._pending.append(slot)
@@ -230,7 +229,7 @@ class Connection:
         if not slots:
             return  # nothing expected back, so nothing to send
         for slot in slots:
-            if type(slot) is not Caller and type(slot) is not Waiter:
+            if type(slot) is not Caller:
                 slot = self._reader_slot(slot, False)
             self._pending.append(slot)
         if self._timeout is not None:

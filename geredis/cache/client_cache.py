@@ -539,13 +539,12 @@ class ClientCache:
                 value = conn.cache.lookup(target[0])
             if value is not MISS:
                 return client._finish(command, value, options)
-            spare = None if conn is None else conn.spare_waiters
-            waiter = spare.pop() if spare else Waiter() if conn is None else conn.caller()
-            at_once = self._fetch(client, command, args, target, ttl, optin, waiter)
+            waiter = Waiter() if conn is None else conn.caller()
+            self._fetch(client, command, args, target, ttl, optin, waiter)
             try:
                 reply = waiter.get()
-                if spare is not None and not at_once:
-                    spare.append(waiter)  # see Connection.spare_waiters
+                if conn is not None:
+                    conn.spare_waiters.append(waiter)  # see Connection.spare_waiters
             except retry.errors as exc:
                 failures += 1
                 if not retry.should_retry(command, exc, failures, True):
@@ -559,10 +558,10 @@ class ClientCache:
 
     def _fetch(self, client: "Redis", command: str, args: Tuple[Any, ...],
                target: Tuple[Any, Tuple[bytes, ...]], ttl: float, optin: bool,
-               waiter: Any) -> bool:
+               waiter: Any) -> None:
         """Resolve ``waiter`` with the read's reply: from the flight of the
-        same entry, or from a new one. True if it was resolved at once (a
-        Waiter resolved before its ``get()`` holds the value: not reusable)."""
+        same entry (at once if its value is already parsed), or from a new
+        one."""
         key, rkeys = target
         conn = client._connection
         if conn is None or conn.state is not _OPEN or len(conn._pending) >= conn.max_in_flight:
@@ -575,9 +574,9 @@ class ClientCache:
             if flight.answered:  # parsed, PTTLs still coming: the value is good
                 copy = flight.copy
                 waiter.switch(flight.value if copy is None else copy(flight.value))
-                return True
-            flight.joiners.append(waiter)
-            return False
+            else:
+                flight.joiners.append(waiter)
+            return
         pttls = len(rkeys) if self.settings.fetch_ttl else 0
         if (pttls == 1 and not optin and command == "GET" and len(args) == 2
                 and type(args[1]) in _TEXT):  # the common miss: one format
@@ -598,7 +597,6 @@ class ClientCache:
             if optin:
                 slots.insert(0, OptinSlot(flight))
             conn.submit_batch(packed, slots)
-        return False
 
 
 def cache_option(cache_config: Any, cache: Any) -> Any:
