@@ -33,6 +33,7 @@ go through it, and the slot of every other command comes from it.
 
 from __future__ import annotations
 
+from types import MethodType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
 
 import gevent
@@ -69,6 +70,9 @@ __all__ = ["Redis", "finish_reply", "from_url"]
 
 _OPEN = State.OPEN
 _dict_get = dict.get
+#: The options of a plain ``get``/``set``: empty, so never written to
+#: (``finish_reply`` pops from a non-empty dict only).
+_NO_OPTIONS: Dict[str, Any] = {}
 _R = TypeVar("_R", bound="Redis")
 _GEREDIS_OPTIONS = ("parser", "max_dedicated", "dedicated_timeout")
 
@@ -437,7 +441,15 @@ class Redis(redis.Redis):  # type: ignore[misc]
             result = cache.read(self, command, args, options)
             if result is not NOT_CACHED:
                 return result
-        packed = self._packer.pack(args)
+        return self._round_trip(command, self._packer.pack(args), options, cache, args)
+
+    def _round_trip(self, command: str, packed: bytes, options: Dict[str, Any],
+                    cache: Optional[ClientCache], args: Tuple[Any, ...]) -> Any:
+        """The shared connection's part of :meth:`execute_command`: queue the
+        packed command, wait for its reply, retry when safe, apply the
+        response callback. ``get`` and ``set`` come here directly (one Python
+        call and redis-py's per-call option dict fewer, the command name
+        known). ``cache`` and ``args`` matter only with client-side caching."""
         if real_thread_id() != self._owner_thread:
             check_thread(self._owner_thread)
         conn = self._connection
@@ -649,7 +661,14 @@ class Redis(redis.Redis):  # type: ignore[misc]
         """
         if self._cache is not None:
             return self._cache.get(self, name)
-        return self.execute_command("GET", name)
+        if (REDIS.execute_command is not PLAIN_EXECUTE_COMMAND
+                or type(own := self.execute_command) is not MethodType
+                or own.__func__ is not _EXECUTE_COMMAND):
+            return self.execute_command("GET", name)  # wrapped or overridden: let it see GET
+        pack_str = self._packer.pack_str
+        packed = (pack_str(("GET", name)) if type(name) is str and pack_str is not None
+                  else self._packer.pack(("GET", name)))
+        return self._round_trip("GET", packed, _NO_OPTIONS, None, ())
 
     def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
         """``SET name value [...]``: redis-py's ``set``. The plain two-argument
@@ -673,9 +692,15 @@ class Redis(redis.Redis):  # type: ignore[misc]
             redis.TimeoutError: as for :meth:`execute_command`, which this
                 calls (and which lists what else it raises).
         """
-        if args or kwargs:
-            return super().set(name, value, *args, **kwargs)
-        return self.execute_command("SET", name, value)
+        if (args or kwargs or self._cache is not None
+                or REDIS.execute_command is not PLAIN_EXECUTE_COMMAND
+                or type(own := self.execute_command) is not MethodType
+                or own.__func__ is not _EXECUTE_COMMAND):
+            return super().set(name, value, *args, **kwargs)  # ends in execute_command
+        pack_str = self._packer.pack_str
+        packed = (pack_str(("SET", name, value)) if type(name) is str and type(value) is str
+                  and pack_str is not None else self._packer.pack(("SET", name, value)))
+        return self._round_trip("SET", packed, _NO_OPTIONS, None, ())
 
     # -- redis-py's client-level API ------------------------------------------
 
@@ -1020,3 +1045,10 @@ def from_url(url: str, **kwargs: Any) -> Redis:
         TypeError: an argument ``geredis.Redis`` does not take.
     """
     return Redis.from_url(url, **kwargs)
+
+
+#: ``Redis.execute_command`` as defined here: ``get`` and ``set`` skip it
+#: only while nothing replaced it, on the class or the instance (a subclass,
+#: observers, a mock, a wrapt wrapper such as OpenTelemetry's
+#: ``instrument_client``, which forwards ``__func__``: hence the type check).
+_EXECUTE_COMMAND = Redis.execute_command

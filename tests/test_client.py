@@ -4,6 +4,7 @@ handshake options, close, repr and the future form."""
 from __future__ import annotations
 
 from typing import Any, Dict
+from unittest import mock
 
 import gevent
 import pytest
@@ -339,3 +340,50 @@ def test_max_connections_bounds_the_dedicated_connections(redis_server: RedisSer
     c.close()
     with pytest.raises(ValueError, match="invalid max_connections=1"):
         geredis.Redis(max_connections=1)
+
+
+# -- get/set skip execute_command only while nothing replaced it --------------------
+
+
+def test_plain_get_set_pack_every_argument_type(r: geredis.Redis) -> None:
+    # get()/set() pack str arguments with hiredis directly; the rest take Packer.pack.
+    r.set(b"bk", 1.5)
+    assert r.get("bk") == b"1.5"
+    r.set("ik", 7)
+    assert r.get(b"ik") == b"7"
+    r.set("é", "ü")
+    assert r.get("é") == "ü".encode()
+    r.set(memoryview(b"xxkxx")[::2], bytearray(b"v"))  # non-contiguous: b"xkx"
+    assert r.get("xkx") == b"v"
+    assert r.get(7) is None
+    for bad in (None, True, {"a": 1}):
+        with pytest.raises(DataError):
+            r.set("k", bad)
+        with pytest.raises(DataError):
+            r.get(bad)
+    assert r.get("missing") is None and r.ping()  # nothing half-sent
+
+
+def test_plain_get_set_through_a_replaced_execute_command(r: geredis.Redis,
+                                                           redis_server: RedisServer) -> None:
+    seen: list = []
+
+    class Prefixed(geredis.Redis):  # a subclass that rewrites keys, as some apps do
+        def execute_command(self, *args: Any, **options: Any) -> Any:
+            seen.append(args[0])
+            return super().execute_command(args[0], "p:" + args[1], *args[2:], **options)
+
+    with Prefixed(port=redis_server.port) as c:
+        assert c.set("k", "v") is True and c.get("k") == b"v"
+    assert seen == ["SET", "GET"] and r.get("p:k") == b"v"
+
+    with mock.patch.object(r, "execute_command", return_value=b"mocked") as patched:
+        assert r.get("k") == b"mocked"  # an instance patch, as tests do
+        assert r.set("k", "w") == b"mocked"
+    assert [c.args for c in patched.call_args_list] == [("GET", "k"), ("SET", "k", "w")]
+
+    with mock.patch.object(geredis.Redis, "execute_command", autospec=True,
+                           side_effect=geredis.Redis.execute_command) as patched:
+        assert r.set("k", "x") is True and r.get("k") == b"x"  # a class patch
+    assert [c.args[1:] for c in patched.call_args_list] == [("SET", "k", "x"), ("GET", "k")]
+    assert r.get("k") == b"x" and r.get("p:k") == b"v"

@@ -69,7 +69,7 @@ class Packer:
         LookupError: an unknown ``encoding`` or ``errors`` handler.
     """
 
-    __slots__ = ("encoding", "errors", "_hiredis")
+    __slots__ = ("encoding", "errors", "_hiredis", "pack_str")
 
     def __init__(self, encoding: str = "utf-8", errors: str = "strict") -> None:
         codec = codecs.lookup(encoding)  # LookupError now, not per command
@@ -78,6 +78,11 @@ class Packer:
         self.errors = errors
         self._hiredis: Optional[Callable[[Tuple[Any, ...]], bytes]] = (
             _hiredis_pack if codec.name == "utf-8" and errors == "strict" else None)
+        #: ``pack_str(args)`` packs a tuple of ``str`` only, without the
+        #: checks of :meth:`pack` (for callers that checked the types:
+        #: ``Redis.get``/``set``): hiredis's packer when it encodes ``str``
+        #: as this packer does (UTF-8, strict), else None (use :meth:`pack`).
+        self.pack_str: Optional[Callable[[Tuple[str, ...]], bytes]] = self._hiredis
 
     def pack(self, args: Sequence[Any]) -> bytes:
         """One command (a tuple of arguments) as a RESP array.
