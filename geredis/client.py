@@ -56,6 +56,7 @@ from .pipeline import PIPELINE_THRESHOLD, Pipeline, run_transaction
 from .compat import Futures, is_default_argument, response_callbacks, settings_from_kwargs
 from .pool import ConnectionPool, pool_for
 from .protocol import Packer
+from .protocol.pack import GET_TEMPLATE, SET_TEMPLATE
 from .guards import check_thread, real_thread_id
 from .retry import RetryPolicy
 from .routing import ROUTES, block_seconds, command_name
@@ -665,9 +666,12 @@ class Redis(redis.Redis):  # type: ignore[misc]
                 or type(own := self.execute_command) is not MethodType
                 or own.__func__ is not _EXECUTE_COMMAND):
             return self.execute_command("GET", name)  # wrapped or overridden: let it see GET
-        pack_str = self._packer.pack_str
-        packed = (pack_str(("GET", name)) if type(name) is str and pack_str is not None
-                  else self._packer.pack(("GET", name)))
+        packer = self._packer
+        key = name.encode() if type(name) is str and packer.utf8_strict else name
+        if type(key) is bytes:
+            packed = GET_TEMPLATE % (len(key), key)
+        else:
+            packed = packer.pack(("GET", name))  # other types, or DataError
         return self._round_trip("GET", packed, _NO_OPTIONS, None, ())
 
     def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
@@ -697,9 +701,14 @@ class Redis(redis.Redis):  # type: ignore[misc]
                 or type(own := self.execute_command) is not MethodType
                 or own.__func__ is not _EXECUTE_COMMAND):
             return super().set(name, value, *args, **kwargs)  # ends in execute_command
-        pack_str = self._packer.pack_str
-        packed = (pack_str(("SET", name, value)) if type(name) is str and type(value) is str
-                  and pack_str is not None else self._packer.pack(("SET", name, value)))
+        packer = self._packer
+        utf8 = packer.utf8_strict
+        key = name.encode() if type(name) is str and utf8 else name
+        data = value.encode() if type(value) is str and utf8 else value
+        if type(key) is bytes and type(data) is bytes:
+            packed = SET_TEMPLATE % (len(key), key, len(data), data)
+        else:
+            packed = packer.pack(("SET", name, value))  # other types, or DataError
         return self._round_trip("SET", packed, _NO_OPTIONS, None, ())
 
     # -- redis-py's client-level API ------------------------------------------

@@ -332,7 +332,7 @@ class Connection:
     def _on_data(self) -> None:
         # The frame handler, called by the receiver after each read: resolve
         # the slots in FIFO order; push frames go to on_push in stream order.
-        gets = self._reader.gets
+        gets = self._reader.gets_unchecked
         pending = self._pending
         popleft = pending.popleft
         deadlines = self._deadlines
@@ -358,6 +358,8 @@ class Connection:
                             f"{self.settings.address}: undecodable bytes on a tracking"
                             f" connection ({exc}); see encoding_errors") from exc
                     reply = exc  # this caller's problem, not the stream's
+                except Exception as exc:  # noqa: B902 - what hiredis raises on garbage too
+                    raise self._reader.garbage(exc)
                 if reply is NEED_DATA:
                     break
                 if type(reply) in push_types:

@@ -133,6 +133,33 @@ def test_garbage_fails_all_pending_with_protocol_error() -> None:
         c.close()
 
 
+@pytest.mark.parametrize("parser", ["hiredis", "python"])
+def test_garbage_hiredis_raises_odd_errors_on_is_a_protocol_error(parser: str) -> None:
+    # A map with an aggregate key: hiredis raises TypeError (the frame handler
+    # calls its gets directly), the Python reader gives a tuple key. Either
+    # way no caller gets another's reply and the hub reports no crash.
+    def script(peer: Peer) -> None:
+        for _ in range(3):
+            peer.command()
+        peer.send(b"$1\r\na\r\n%1\r\n*1\r\n:1\r\n:2\r\n$1\r\nc\r\n")
+        gevent.sleep(5)
+
+    if parser == "hiredis":
+        pytest.importorskip("hiredis")
+    with FakeServer(script) as server:
+        c = geredis.Redis(**server.client_kwargs(socket_timeout=3), parser=parser)
+        gets = _spawn_gets(c, 3)
+        gevent.joinall(gets, timeout=2)
+        assert gets[0].value == b"a"
+        if parser == "hiredis":
+            for g in gets[1:]:
+                assert isinstance(g.exception, ProtocolError), g.exception
+                assert "unparsable reply (TypeError" in str(g.exception)
+        else:
+            assert gets[1].value == {(1,): 2} and gets[2].value == b"c"
+        c.close()
+
+
 def test_half_reply_then_close() -> None:
     def script(peer: Peer) -> None:
         peer.command()

@@ -37,6 +37,7 @@ from geredis.protocol import (
     Reader,
     make_reader,
 )
+from geredis.protocol.pack import GET_TEMPLATE, SET_TEMPLATE
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -237,6 +238,28 @@ def test_hiredis_wrapper_turns_other_exceptions_into_protocol_errors() -> None:
         reader.feed(b"+OK\r\n")
         with pytest.raises(ProtocolError):  # and it stays dead
             reader.gets()
+
+
+@needs_hiredis
+def test_hiredis_gets_unchecked_and_garbage() -> None:
+    # The frame handler's pair: hiredis's gets itself, and garbage() for what it raises.
+    reader = HiredisReader()
+    reader.feed(b"+OK\r\n%1\r\n*1\r\n:1\r\n:2\r\n")
+    assert reader.gets_unchecked() == b"OK"
+    with pytest.raises(TypeError) as info:
+        reader.gets_unchecked()
+    error = reader.garbage(info.value)
+    assert isinstance(error, ProtocolError) and error.__cause__ is info.value
+    for gets in (reader.gets, reader.gets_unchecked):  # dead from then on
+        with pytest.raises(ProtocolError):
+            gets()
+    protocol_error = ProtocolError("x")
+    assert HiredisReader().garbage(protocol_error) is protocol_error
+    bug = ValueError("a bug")
+    assert PythonReader().garbage(bug) is bug  # the Python reader's bugs stay bugs
+    python = PythonReader()
+    python.feed(b":1\r\n")
+    assert python.gets_unchecked() == 1
 
 
 def test_make_reader_without_hiredis(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -458,6 +481,25 @@ def test_pack_fast_path_only_for_strict_utf8() -> None:
         assert (Packer(spelling)._hiredis is not None) == HIREDIS_AVAILABLE
     assert Packer("latin-1")._hiredis is None
     assert Packer("utf-8", "replace")._hiredis is None
+    assert Packer().utf8_strict and Packer("U8").utf8_strict
+    assert not Packer("latin-1").utf8_strict and not Packer("utf-8", "replace").utf8_strict
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.binary(max_size=30), st.text(max_size=10)),
+       st.one_of(st.binary(max_size=30), st.text(max_size=10)))
+def test_get_set_templates_agree_with_pack(key: Any, value: Any) -> None:
+    # Redis.get/set fill these in for bytes, and str with a utf8_strict packer.
+    try:
+        k = key.encode() if isinstance(key, str) else key
+        v = value.encode() if isinstance(value, str) else value
+    except UnicodeEncodeError:  # surrogates: the packer refuses them too
+        with pytest.raises(UnicodeEncodeError):
+            Packer().pack(("SET", key, value))
+        return
+    for packer in packers():
+        assert GET_TEMPLATE % (len(k), k) == packer.pack(("GET", key))
+        assert SET_TEMPLATE % (len(k), k, len(v), v) == packer.pack(("SET", key, value))
 
 
 def test_pack_encodings() -> None:

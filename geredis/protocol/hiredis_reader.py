@@ -10,8 +10,11 @@ complete, builds error replies with ``reply_error`` and raises geredis's
 Invariant: the only exceptions ``gets()`` raises are ``ProtocolError`` and
 ``UnicodeDecodeError``. hiredis raises others on some garbage (``TypeError``
 for an aggregate used as a map key, ``MemoryError`` for a huge aggregate
-length); those are turned into ``ProtocolError`` and the reader stays dead,
-as after any protocol error.
+length); ``garbage()`` turns those into ``ProtocolError`` and the reader stays
+dead, as after any protocol error. The shared connection's frame handler, which
+calls ``gets`` once per reply, calls hiredis's own ``gets`` (``gets_unchecked``,
+one Python call fewer per reply) and hands what it raises to ``garbage()``
+itself; the Python reader has the same pair, for the same code.
 
 :data:`Reader` is the fastest reader available; :func:`make_reader` picks one
 by name.
@@ -68,7 +71,7 @@ class HiredisReader:
         LookupError: an unknown ``encoding`` or ``errors`` handler.
     """
 
-    __slots__ = ("_reader", "_gets")
+    __slots__ = ("_reader", "_gets", "gets_unchecked")
 
     def __init__(self, *, encoding: Optional[str] = None, errors: str = "strict") -> None:
         if _hiredis is None:
@@ -83,6 +86,12 @@ class HiredisReader:
                 protocolError=ProtocolError, replyError=reply_error,
                 notEnoughData=NEED_DATA, encoding=encoding, errors=errors)
         self._gets = self._reader.gets
+        #: hiredis's own ``gets``, without :meth:`gets`'s Python call (one
+        #: fewer per reply, for the shared connection's frame handler): it
+        #: may also raise what hiredis raises on some garbage, so its caller
+        #: turns any exception but ``UnicodeDecodeError`` into
+        #: :meth:`garbage`'s error.
+        self.gets_unchecked = self._gets
 
     def feed(self, data: Union[bytes, bytearray, memoryview], offset: int = 0,
              length: int = -1) -> None:
@@ -120,12 +129,30 @@ class HiredisReader:
         """
         try:
             return self._gets(decode)
-        except (ProtocolError, UnicodeDecodeError):
+        except UnicodeDecodeError:
             raise
-        except Exception as exc:  # garbage hiredis chokes on is still garbage
-            error = ProtocolError(f"Protocol error: unparsable reply ({exc!r})")
-            self._gets = _raiser(error)
-            raise error from exc
+        except Exception as exc:
+            raise self.garbage(exc)
+
+    def garbage(self, exc: Exception) -> ProtocolError:
+        """The error to raise for ``exc``, raised by :attr:`gets_unchecked`:
+        garbage hiredis chokes on (``TypeError``, ``MemoryError``...) is
+        still garbage, a ``ProtocolError``, and the reader is dead from then
+        on.
+
+        Args:
+            exc: what hiredis raised (not a ``UnicodeDecodeError``).
+
+        Returns:
+            ``exc`` when it is a ``ProtocolError`` already, else a new one
+            caused by it.
+        """
+        if isinstance(exc, ProtocolError):
+            return exc  # hiredis's reader stays in its error state
+        error = ProtocolError(f"Protocol error: unparsable reply ({exc!r})")
+        error.__cause__ = exc
+        self._gets = self.gets_unchecked = _raiser(error)
+        return error
 
 
 def _raiser(error: ProtocolError) -> Any:

@@ -35,8 +35,16 @@ except ImportError:  # pragma: no cover - hiredis is an optional speed-up
 else:
     _hiredis_pack = hiredis.pack_command
 
-__all__ = ["Packer"]
+__all__ = ["GET_TEMPLATE", "Packer", "SET_TEMPLATE"]
 
+
+#: ``GET key`` and ``SET key value`` with the arguments' lengths and bytes
+#: left to ``%``: ``Redis.get``/``set`` fill them in for ``bytes`` arguments
+#: and, with a :attr:`Packer.utf8_strict` packer, ``str`` ones (``.encode()``):
+#: the same bytes as :meth:`Packer.pack` without a Python call or a loop over
+#: the arguments (and faster than hiredis, which formats lengths with ``sprintf``).
+GET_TEMPLATE = b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n"
+SET_TEMPLATE = b"*3\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
 
 _ARRAY_HEADERS = [b"*%d\r\n" % n for n in range(64)]
 _BULK_HEADERS = [b"$%d\r\n" % n for n in range(1024)]
@@ -69,20 +77,18 @@ class Packer:
         LookupError: an unknown ``encoding`` or ``errors`` handler.
     """
 
-    __slots__ = ("encoding", "errors", "_hiredis", "pack_str")
+    __slots__ = ("encoding", "errors", "utf8_strict", "_hiredis")
 
     def __init__(self, encoding: str = "utf-8", errors: str = "strict") -> None:
         codec = codecs.lookup(encoding)  # LookupError now, not per command
         codecs.lookup_error(errors)
         self.encoding = encoding
         self.errors = errors
+        #: ``str`` arguments are encoded as ``str.encode()`` does by default
+        #: (UTF-8, strict): what the ``GET``/``SET`` templates' users check.
+        self.utf8_strict = codec.name == "utf-8" and errors == "strict"
         self._hiredis: Optional[Callable[[Tuple[Any, ...]], bytes]] = (
-            _hiredis_pack if codec.name == "utf-8" and errors == "strict" else None)
-        #: ``pack_str(args)`` packs a tuple of ``str`` only, without the
-        #: checks of :meth:`pack` (for callers that checked the types:
-        #: ``Redis.get``/``set``): hiredis's packer when it encodes ``str``
-        #: as this packer does (UTF-8, strict), else None (use :meth:`pack`).
-        self.pack_str: Optional[Callable[[Tuple[str, ...]], bytes]] = self._hiredis
+            _hiredis_pack if self.utf8_strict else None)
 
     def pack(self, args: Sequence[Any]) -> bytes:
         """One command (a tuple of arguments) as a RESP array.

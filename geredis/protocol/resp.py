@@ -233,6 +233,23 @@ class PythonReader:
             self._die(str(exc))
             raise
 
+    #: :meth:`gets` itself: this reader raises only what :meth:`gets` says.
+    gets_unchecked = gets
+
+    def garbage(self, exc: Exception) -> Exception:
+        """The error to raise for ``exc``, raised by :attr:`gets_unchecked`
+        (the interface of :meth:`HiredisReader.garbage
+        <geredis.protocol.HiredisReader.garbage>`): ``exc`` itself, a
+        ``ProtocolError`` or, for anything else, a bug to report as it is.
+
+        Args:
+            exc: what :meth:`gets` raised (not a ``UnicodeDecodeError``).
+
+        Returns:
+            ``exc``.
+        """
+        return exc
+
     def _die(self, message: str) -> None:
         self._error = message
         self._hold = self._slow = True
