@@ -26,6 +26,13 @@ What stays as with ``Waiter``:
   returned by ``get()`` at once;
 * ``get()`` in the hub raises gevent's ``BlockingSwitchOutError``.
 
+The reply travels in the Caller (``value``), not as the argument of
+``greenlet.switch``: a switch's argument tuple stays alive in the switching
+greenlet's frame until that greenlet is resumed, so with thousands of callers
+parked every one of them held a GC-tracked tuple, and the cyclic GC ran its
+collections over them (measured with 10,000 greenlets: 0.143 s of GC for
+600,000 commands before, 0.015 s after).
+
 Only the hand-off itself is new, and it only ever resumes a Caller whose
 greenlet is parked in ``get()``: the list is taken in order, once, by the hub
 or by the callers, and nothing else runs while the hub is inside
@@ -114,12 +121,13 @@ class Caller:
         Args:
             reply: the parsed reply (an error reply is a value).
         """
+        self.value = reply  # get() takes it from here (see get())
         parked = self.greenlet
         if parked is None:
-            self.value, self.ready = reply, True
+            self.ready = True
             return
         try:
-            parked.switch(reply)
+            parked.switch()
         except:  # noqa: E722 - as gevent's Waiter: the hub lives on
             self.hub.handle_error(parked, *sys.exc_info())
 
@@ -171,6 +179,7 @@ class Caller:
             woken = handoff.woken
             i = handoff.next
             end = len(woken)
+            handed_off = False
             while i < end:
                 slot = woken[i]
                 if type(slot) is not Caller:
@@ -178,9 +187,16 @@ class Caller:
                 i += 2
                 handoff.next = i
                 parked = slot.greenlet
-                if parked is not None:  # as Caller.switch, from this greenlet
-                    return parked.switch(woken[i - 1])
-                slot.switch(woken[i - 1])  # it gave up: kept for nobody
-            return hub.switch()
+                if parked is None:
+                    slot.switch(woken[i - 1])  # it gave up: kept for nobody
+                    continue
+                slot.value = woken[i - 1]  # as Caller.switch, from this greenlet
+                parked.switch()
+                handed_off = True
+                break
+            if not handed_off:
+                hub.switch()
         finally:
             self.greenlet = None
+        value, self.value = self.value, None
+        return value

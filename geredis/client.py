@@ -666,6 +666,7 @@ class Redis(redis.Redis):  # type: ignore[misc]
                 or type(own := self.execute_command) is not MethodType
                 or own.__func__ is not _EXECUTE_COMMAND):
             return self.execute_command("GET", name)  # wrapped or overridden: let it see GET
+        del own  # not kept while the caller waits (see Connection.spare_waiters on the GC)
         packer = self._packer
         key = name.encode() if type(name) is str and packer.utf8_strict else name
         if type(key) is bytes:
@@ -701,6 +702,7 @@ class Redis(redis.Redis):  # type: ignore[misc]
                 or type(own := self.execute_command) is not MethodType
                 or own.__func__ is not _EXECUTE_COMMAND):
             return super().set(name, value, *args, **kwargs)  # ends in execute_command
+        del own  # not kept while the caller waits (see Connection.spare_waiters on the GC)
         packer = self._packer
         utf8 = packer.utf8_strict
         key = name.encode() if type(name) is str and utf8 else name
