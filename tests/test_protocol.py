@@ -231,7 +231,7 @@ def test_hiredis_wrapper_turns_other_exceptions_into_protocol_errors() -> None:
         def broken(decode: bool = True, exc: BaseException = exc) -> Any:
             raise exc
 
-        reader._gets = broken
+        reader.gets_unchecked = broken
         with pytest.raises(ProtocolError) as info:
             reader.gets()
         assert info.value.__cause__ is exc

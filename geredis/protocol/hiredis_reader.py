@@ -71,7 +71,7 @@ class HiredisReader:
         LookupError: an unknown ``encoding`` or ``errors`` handler.
     """
 
-    __slots__ = ("_reader", "_gets", "gets_unchecked")
+    __slots__ = ("_reader", "gets_unchecked")
 
     def __init__(self, *, encoding: Optional[str] = None, errors: str = "strict") -> None:
         if _hiredis is None:
@@ -85,13 +85,12 @@ class HiredisReader:
             self._reader = _hiredis.Reader(
                 protocolError=ProtocolError, replyError=reply_error,
                 notEnoughData=NEED_DATA, encoding=encoding, errors=errors)
-        self._gets = self._reader.gets
         #: hiredis's own ``gets``, without :meth:`gets`'s Python call (one
         #: fewer per reply, for the shared connection's frame handler): it
         #: may also raise what hiredis raises on some garbage, so its caller
         #: turns any exception but ``UnicodeDecodeError`` into
         #: :meth:`garbage`'s error.
-        self.gets_unchecked = self._gets
+        self.gets_unchecked = self._reader.gets
 
     def feed(self, data: Union[bytes, bytearray, memoryview], offset: int = 0,
              length: int = -1) -> None:
@@ -128,7 +127,7 @@ class HiredisReader:
                 and ``errors="strict"``.
         """
         try:
-            return self._gets(decode)
+            return self.gets_unchecked(decode)
         except UnicodeDecodeError:
             raise
         except Exception as exc:
@@ -151,7 +150,7 @@ class HiredisReader:
             return exc  # hiredis's reader stays in its error state
         error = ProtocolError(f"Protocol error: unparsable reply ({exc!r})")
         error.__cause__ = exc
-        self._gets = self.gets_unchecked = _raiser(error)
+        self.gets_unchecked = _raiser(error)
         return error
 
 
