@@ -14,8 +14,10 @@ lone GET. Configurations, each in a fresh process that calls
 * ``raw socket``: a ``gevent.socket`` with TCP_NODELAY: ``sendall`` the packed
   GET, then ``recv_into`` until the reply's line end; nothing else (the
   limit a client on gevent can reach);
-* ``geredis``: ``geredis.Redis().get`` (hiredis parser);
+* ``geredis``: ``geredis.Redis().get`` (hiredis parser; the hot path
+  compiled, ``./dev build``: the bench says so when it is not);
 * ``geredis python``: the same with ``parser="python"``;
+* ``geredis uncompiled``: the same code interpreted (``GEREDIS_PURE_PYTHON=1``);
 * ``redis-py``: ``redis.Redis().get`` (hiredis parser, checked).
 
 Rounds interleave the configurations and the median of the rounds is
@@ -39,7 +41,9 @@ import subprocess
 import sys
 from typing import Any, Dict, List
 
-CONFIGS = ["raw socket", "geredis", "geredis python", "redis-py"]
+CONFIGS = ["raw socket", "geredis", "geredis python", "geredis uncompiled", "redis-py"]
+#: Run with GEREDIS_PURE_PYTHON=1: the compiled modules' .py files.
+UNCOMPILED = "geredis uncompiled"
 BASELINE = " (baseline)"
 GET = b"*2\r\n$3\r\nGET\r\n$13\r\nbench:latency\r\n"
 
@@ -79,6 +83,8 @@ def worker(config: str, count: int, url: str) -> Dict[str, Any]:
             host=host, port=port, parser="python" if "python" in config else "auto"
         )
         get, close = (lambda: client.get("bench:latency")), client.close
+        if UNCOMPILED not in config and not getattr(geredis, "COMPILED", True):
+            print(f"note: {config} runs uncompiled (run ./dev build)", file=sys.stderr)
     else:
         import redis
         from redis.utils import HIREDIS_AVAILABLE
@@ -119,12 +125,16 @@ def run_cell(config: str, count: int, url: str, baseline: str = "") -> Dict[str,
     if config.endswith(BASELINE):  # another geredis tree, for before/after in one run
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [baseline, env.get("PYTHONPATH")]))
         config = config[: -len(BASELINE)]
+    if config == UNCOMPILED:
+        env["GEREDIS_PURE_PYTHON"] = "1"
     out = subprocess.run(
         [sys.executable, __file__, "--worker", config, str(count), url],
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     if out.returncode != 0:
         return {"stderr": out.stderr[-800:]}
+    if "note:" in out.stderr:
+        print(out.stderr.strip(), file=sys.stderr)
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 

@@ -10,8 +10,10 @@ time per operation (``time.process_time``), the part of it spent in Python's
 cyclic garbage collector (timed with ``gc.callbacks``) and its RSS half way
 through the run (every greenlet waiting or running). Configurations:
 
-* ``geredis``: one geredis client (one multiplexed connection);
+* ``geredis``: one geredis client (one multiplexed connection), its hot path
+  compiled (``./dev build``; the bench says so when it is not);
   ``geredis python``: the same with the pure-Python parser;
+  ``geredis uncompiled``: the same code interpreted (``GEREDIS_PURE_PYTHON=1``);
 * ``redis-py blocking(50)``: ``redis.Redis`` on ``BlockingConnectionPool(50)``
   with gevent's LifoQueue, the setting redis-py's tracker recommends;
 * ``redis-py pool(unbounded)``: ``ConnectionPool(max_connections=2**31)``.
@@ -38,7 +40,10 @@ import time
 from typing import Any, Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CONFIGS = ["geredis", "geredis python", "redis-py blocking(50)", "redis-py pool(unbounded)"]
+CONFIGS = ["geredis", "geredis python", "geredis uncompiled", "redis-py blocking(50)",
+           "redis-py pool(unbounded)"]
+#: Run with GEREDIS_PURE_PYTHON=1: the compiled modules' .py files.
+UNCOMPILED = "geredis uncompiled"
 BASELINE = " (baseline)"
 CONCURRENCY = [1, 10, 100, 1000, 10000]
 
@@ -57,11 +62,13 @@ def worker(config: str, greenlets: int, seconds: float, url: str) -> Dict[str, A
     import gevent.queue
     import redis
 
+    compiled = False
     if config.startswith("geredis"):
         import geredis
 
         parser = "python" if config.endswith("python") else "auto"
         client: Any = geredis.Redis.from_url(url, socket_timeout=60, parser=parser)
+        compiled = getattr(geredis, "COMPILED", False)
     elif config == "redis-py blocking(50)":
         from redis.utils import HIREDIS_AVAILABLE
 
@@ -114,7 +121,7 @@ def worker(config: str, greenlets: int, seconds: float, url: str) -> Dict[str, A
     client.close()
     ops = after - before
     return {
-        "ops": ops / elapsed, "errors": errors[0], "rss_mib": rss,
+        "ops": ops / elapsed, "errors": errors[0], "rss_mib": rss, "compiled": compiled,
         "cpu_us": cpu / ops * 1e6 if ops else 0.0, "gc_us": gc_time[0] / ops * 1e6 if ops else 0.0,
     }  # fmt: skip
 
@@ -134,6 +141,8 @@ def run_cell(
     if config.endswith(BASELINE):  # another geredis tree, for before/after in one run
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [baseline, env.get("PYTHONPATH")]))
         config = config[: -len(BASELINE)]
+    if config == UNCOMPILED:
+        env["GEREDIS_PURE_PYTHON"] = "1"
     out = subprocess.run(
         [sys.executable, __file__, "--worker", config, str(greenlets), str(seconds), url],
         capture_output=True,
@@ -188,6 +197,11 @@ def main() -> None:
         values = [cell.get(key, 0.0) for cell in cells[config][n]]
         return statistics.median(values) if values else 0.0
 
+    for config in configs:
+        if config.startswith("geredis") and UNCOMPILED not in config and BASELINE not in config:
+            if not all(cell.get("compiled", True) for cells_ in cells[config].values()
+                       for cell in cells_):
+                print(f"note: {config} ran uncompiled (run ./dev build)", file=sys.stderr)
     median = {c: {n: med(c, n, "ops") for n in args.concurrency} for c in configs}
     redis_py = [c for c in configs if c.startswith("redis-py")]
     print(f"\nSET+GET ops/s, median of {args.rounds} x {args.seconds:g}s, redis-server {version},"

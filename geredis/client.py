@@ -16,6 +16,11 @@ connection pool. ``execute_command`` is the whole I/O path:
 A caller that times out (``redis.TimeoutError``), is killed or hits its own
 ``gevent.Timeout`` just stops waiting: its reply is dropped when it arrives.
 
+Steps 2 and 3 on the shared connection, and ``get``/``set`` (which go there
+directly), are :class:`~geredis.roundtrip.SharedRoundTrip`, the base class in
+``roundtrip.py`` that ``setup.py`` compiles with Cython when it can. This
+module stays Python.
+
 Connections are not the client's own: ``connection_pool`` (``pool.py``) names
 the settings, and the client *attaches* to the
 :class:`~geredis.server.ServerConnections` for them (``server.py``), which
@@ -33,15 +38,13 @@ go through it, and the slot of every other command comes from it.
 
 from __future__ import annotations
 
-from types import MethodType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
 
 import gevent
-import redis
 from gevent.event import AsyncResult
 from redis._parsers.encoders import Encoder
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
-from redis.exceptions import ReadOnlyError, RedisError, ResponseError
+from redis.exceptions import ReadOnlyError, ResponseError
 
 from .cache.client_cache import NOT_CACHED, ClientCache, cache_option
 from .cache.commands import CachedCommands
@@ -56,10 +59,11 @@ from .pipeline import PIPELINE_THRESHOLD, Pipeline, run_transaction
 from .compat import Futures, is_default_argument, response_callbacks, settings_from_kwargs
 from .pool import ConnectionPool, pool_for
 from .protocol import Packer
-from .protocol.pack import GET_TEMPLATE, SET_TEMPLATE
 from .guards import check_thread, real_thread_id
 from .retry import RetryPolicy
 from .routing import ROUTES, block_seconds, command_name
+from . import roundtrip
+from .roundtrip import SharedRoundTrip
 from .server import ServerConnections
 from .settings import ConnectionSettings, geredis_option, max_dedicated_for, parse_url
 from .slots import FutureSlot
@@ -71,9 +75,6 @@ __all__ = ["Redis", "finish_reply", "from_url"]
 
 _OPEN = State.OPEN
 _dict_get = dict.get
-#: The options of a plain ``get``/``set``: empty, so never written to
-#: (``finish_reply`` pops from a non-empty dict only).
-_NO_OPTIONS: Dict[str, Any] = {}
 _R = TypeVar("_R", bound="Redis")
 _GEREDIS_OPTIONS = ("parser", "max_dedicated", "dedicated_timeout")
 
@@ -89,7 +90,7 @@ class _Detached:
 _DETACHED: Any = _Detached()
 
 
-class Redis(redis.Redis):  # type: ignore[misc]
+class Redis(SharedRoundTrip):
     """A Redis client whose commands, from any number of greenlets, share one
     auto-pipelined connection. Takes ``redis.Redis``'s arguments, by keyword
     only, with redis-py's names, meanings and defaults, plus a few of its own.
@@ -444,40 +445,6 @@ class Redis(redis.Redis):  # type: ignore[misc]
                 return result
         return self._round_trip(command, self._packer.pack(args), options, cache, args)
 
-    def _round_trip(self, command: str, packed: bytes, options: Dict[str, Any],
-                    cache: Optional[ClientCache], args: Tuple[Any, ...]) -> Any:
-        """The shared connection's part of :meth:`execute_command`: queue the
-        packed command, wait for its reply, retry when safe, apply the
-        response callback. ``get`` and ``set`` come here directly (one Python
-        call and redis-py's per-call option dict fewer, the command name
-        known). ``cache`` and ``args`` matter only with client-side caching."""
-        if real_thread_id() != self._owner_thread:
-            check_thread(self._owner_thread)
-        conn = self._connection
-        if conn is None or conn.state is not _OPEN or len(conn._pending) >= conn.max_in_flight:
-            conn = self._usable_connection()
-        spare = conn.spare_waiters
-        waiter = spare.pop() if spare else Caller(conn.handoff)
-        slot = waiter if cache is None else cache.slot(conn, command, args, waiter, options)
-        conn.submit(packed, slot, NEVER_DECODE in options and slot is waiter)
-        try:
-            reply = waiter.get()  # TimeoutError after socket_timeout
-            spare.append(waiter)  # see Connection.spare_waiters
-        except self._retry.errors as exc:
-            reply = self._retry_command(command, packed, options, conn.opened, exc, None
-                                        if cache is None else cache.slot_for(command, args, options))
-        except RedisError as exc:  # free in the success path (3.11 exception tables)
-            self._stats.error(exc)
-            raise
-        if options or isinstance(reply, Exception):
-            if type(reply) is ReadOnlyError and self.settings.address_resolver is not None:
-                reply = self._after_demotion(command, packed, options, conn, reply)
-            return self._finish(command, reply, options)
-        callback = _dict_get(self.response_callbacks, command)
-        if callback is not None:
-            return callback(reply)
-        return reply
-
     def execute_async(self, *args: Any, **options: Any) -> AsyncResult:
         """Send one command now; return an ``AsyncResult`` for its result.
 
@@ -640,78 +607,6 @@ class Redis(redis.Redis):  # type: ignore[misc]
         options[INSIDE] = True
         method = type(self).execute_command
         return getattr(method, "_geredis_inner", method)(self, *args, **options)
-
-    # -- the two commands every program runs most -------------------------------
-
-    def get(self, name: Any) -> Any:
-        """``GET name`` (redis-py's ``get``, minus its per-call option dict).
-        With client-side caching, answered from the cache when it holds
-        the key.
-
-        Args:
-            name: the key.
-
-        Returns:
-            The value (``bytes``, or ``str`` with ``decode_responses``), or
-            None when the key does not exist.
-
-        Raises:
-            redis.ResponseError: ``WRONGTYPE``: the key holds another type.
-            redis.TimeoutError: as for :meth:`execute_command`, which this
-                calls (and which lists what else it raises).
-        """
-        if self._cache is not None:
-            return self._cache.get(self, name)
-        if (REDIS.execute_command is not PLAIN_EXECUTE_COMMAND
-                or type(own := self.execute_command) is not MethodType
-                or own.__func__ is not _EXECUTE_COMMAND):
-            return self.execute_command("GET", name)  # wrapped or overridden: let it see GET
-        del own  # not kept while the caller waits (see Connection.spare_waiters on the GC)
-        packer = self._packer
-        key = name.encode() if type(name) is str and packer.utf8_strict else name
-        if type(key) is bytes:
-            packed = GET_TEMPLATE % (len(key), key)
-        else:
-            packed = packer.pack(("GET", name))  # other types, or DataError
-        return self._round_trip("GET", packed, _NO_OPTIONS, None, ())
-
-    def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
-        """``SET name value [...]``: redis-py's ``set``. The plain two-argument
-        form skips redis-py's option checks, which cost more than the rest of
-        the command (measured 2.8 us of Python per call).
-
-        Args:
-            name: the key.
-            value: the value (``bytes``, ``str``, ``int`` or ``float``).
-            *args: redis-py's ``set`` options by position (``ex``, ``px``,
-                ``nx``, ``xx``, ``keepttl``, ``get``, ``exat``, ``pxat``...).
-            **kwargs: the same options by name.
-
-        Returns:
-            True when the value was set; None when ``nx``/``xx`` prevented
-            it; with ``get=True``, the old value (or None).
-
-        Raises:
-            redis.DataError: a value of a type that cannot be sent, or
-                options redis-py's ``set`` refuses (``ex`` with ``px``...).
-            redis.TimeoutError: as for :meth:`execute_command`, which this
-                calls (and which lists what else it raises).
-        """
-        if (args or kwargs or self._cache is not None
-                or REDIS.execute_command is not PLAIN_EXECUTE_COMMAND
-                or type(own := self.execute_command) is not MethodType
-                or own.__func__ is not _EXECUTE_COMMAND):
-            return super().set(name, value, *args, **kwargs)  # ends in execute_command
-        del own  # not kept while the caller waits (see Connection.spare_waiters on the GC)
-        packer = self._packer
-        utf8 = packer.utf8_strict
-        key = name.encode() if type(name) is str and utf8 else name
-        data = value.encode() if type(value) is str and utf8 else value
-        if type(key) is bytes and type(data) is bytes:
-            packed = SET_TEMPLATE % (len(key), key, len(data), data)
-        else:
-            packed = packer.pack(("SET", name, value))  # other types, or DataError
-        return self._round_trip("SET", packed, _NO_OPTIONS, None, ())
 
     # -- redis-py's client-level API ------------------------------------------
 
@@ -1058,8 +953,4 @@ def from_url(url: str, **kwargs: Any) -> Redis:
     return Redis.from_url(url, **kwargs)
 
 
-#: ``Redis.execute_command`` as defined here: ``get`` and ``set`` skip it
-#: only while nothing replaced it, on the class or the instance (a subclass,
-#: observers, a mock, a wrapt wrapper such as OpenTelemetry's
-#: ``instrument_client``, which forwards ``__func__``: hence the type check).
-_EXECUTE_COMMAND = Redis.execute_command
+roundtrip.EXECUTE_COMMAND = Redis.execute_command  # see there

@@ -27,12 +27,27 @@ import pytest
 from gevent.greenlet import Greenlet
 
 import geredis
+from geredis import speedups
 from geredis.connection import BackgroundGreenlet
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 Certs = Dict[str, str]
+
+
+def pytest_report_header() -> str:
+    running = speedups.compiled_modules()
+    return "geredis: " + (f"compiled ({', '.join(running)})" if running else "pure Python")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # An edited .py beside its compiled module: the tests would run the old code.
+    stale = speedups.stale_modules()
+    if stale and not os.environ.get(speedups.PURE_PYTHON):
+        raise pytest.UsageError(
+            f"{', '.join(stale)}: the .py changed after it was compiled; run ./dev build"
+            " (or set GEREDIS_PURE_PYTHON=1)")
 
 
 def free_port() -> int:
