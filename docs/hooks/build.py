@@ -13,6 +13,10 @@ How this works:
   the published plot is always the one the benchmark last wrote. The same
   goes for ``CHANGELOG.md`` (pulled into ``changelog.md`` by the snippets
   extension, which fails on a missing file).
+* The API reference comes from the sources: where ``./dev build`` compiled
+  the hot path in place, griffe would otherwise find the extension modules
+  beside their ``.py`` files, and read them by inspection, without their
+  signatures. Its module finder is told to look at ``.py``/``.pyi`` only.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import shutil
 import subprocess
 from typing import Any
 
+import griffe
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
@@ -34,6 +39,13 @@ EXTERNAL_FILES = {
 }
 
 _DOT_FENCE = re.compile(r"^```dot[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+
+
+def on_startup(command: str, dirty: bool) -> None:
+    sources = [ext for ext in griffe.ModuleFinder.accepted_py_module_extensions
+               if ext in (".py", ".pyi")]
+    griffe.ModuleFinder.accepted_py_module_extensions = sources
+    griffe.ModuleFinder.extensions_set = set(sources)
 
 
 def on_files(files: Files, config: Any) -> Files:
