@@ -1,6 +1,7 @@
 # C attributes for caller.py's classes when Cython compiles it (setup.py,
 # geredis/speedups.py). Every attribute stays readable and writable from
-# Python; the .py file is the code either way.
+# Python, and a cpdef method callable from it; the .py file is the code
+# either way.
 
 cdef class Handoff:
     cdef public object hub
@@ -14,3 +15,4 @@ cdef class Caller:
     cdef public object value
     cdef public object error
     cdef public bint ready
+    cpdef object get(self)  # a C call from compiled code

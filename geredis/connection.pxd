@@ -16,3 +16,6 @@ cdef class Connection:
     cdef public object max_in_flight, room, _integrity, _marker
     cdef public bint opened
     cdef public object _sock, _reader, _packer, _loop, _closed, _receiver, _health, _greenlet
+    # A C call from compiled code (an instance attribute of that name would
+    # still win, as for any method).
+    cpdef submit(self, packed, slot, raw=*)

@@ -5,8 +5,9 @@ How this works: :class:`SharedRoundTrip` is a base class of
 ``geredis.Redis`` (``client.py``) holding what a command crosses on its way
 to the shared connection and back, after ``execute_command`` has routed it:
 
-* :meth:`SharedRoundTrip._round_trip` takes a packed command, queues it on
-  the client's shared :class:`~geredis.connection.Connection` with a
+* :func:`round_trip` (``_round_trip`` to ``execute_command``) takes a packed
+  command, queues it on the client's shared
+  :class:`~geredis.connection.Connection` with a
   :class:`~geredis.caller.Caller` slot, waits, retries when that is safe,
   and applies redis-py's response callback;
 * :meth:`SharedRoundTrip.get` and :meth:`SharedRoundTrip.set` without
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from .retry import RetryPolicy
     from .settings import ConnectionSettings
 
-__all__ = ["SharedRoundTrip"]
+__all__ = ["SharedRoundTrip", "round_trip"]
 
 _OPEN = State.OPEN
 _dict_get = dict.get
@@ -61,6 +62,57 @@ _NO_OPTIONS: Dict[str, Any] = {}
 #: a wrapt wrapper such as OpenTelemetry's ``instrument_client``, which
 #: forwards ``__func__``: hence the type check).
 EXECUTE_COMMAND: Any = None
+
+
+def round_trip(client: SharedRoundTrip, command: str, packed: bytes, options: Dict[str, Any],
+               cache: Optional[ClientCache], args: Tuple[Any, ...]) -> Any:
+    """The shared connection's part of ``execute_command`` (which calls it
+    as ``client._round_trip``): queue the packed command, wait for its
+    reply, retry when safe, apply the response callback. ``get`` and ``set``
+    come here directly (one Python call and redis-py's per-call option dict
+    fewer, the command name known). ``cache`` and ``args`` matter only with
+    client-side caching. Compiled, ``roundtrip.pxd`` gives its locals C
+    types: the connection's attributes are read from its struct, and
+    ``submit`` and the caller's ``get`` are C calls.
+
+    Args:
+        client: the ``geredis.Redis`` sending it.
+        command: the command's name, upper case (``"GET"``).
+        packed: the whole command, RESP-encoded.
+        options: redis-py's per-command options (empty for ``get``/``set``).
+        cache: the client's ``ClientCache``, or None.
+        args: the command and its arguments, for the cache.
+
+    Returns:
+        The reply after redis-py's response callback, as
+        ``execute_command`` returns it.
+    """
+    if real_thread_id() != client._owner_thread:
+        check_thread(client._owner_thread)
+    conn = client._connection
+    if conn is None or conn.state is not _OPEN or len(conn._pending) >= conn.max_in_flight:
+        conn = client._usable_connection()
+    spare = conn.spare_waiters
+    waiter = spare.pop() if spare else Caller(conn.handoff)
+    slot = waiter if cache is None else cache.slot(conn, command, args, waiter, options)
+    conn.submit(packed, slot, NEVER_DECODE in options and slot is waiter)
+    try:
+        reply = waiter.get()  # TimeoutError after socket_timeout
+        spare.append(waiter)  # see Connection.spare_waiters
+    except client._retry.errors as exc:
+        reply = client._retry_command(command, packed, options, conn.opened, exc, None
+                                    if cache is None else cache.slot_for(command, args, options))
+    except RedisError as exc:  # free in the success path (3.11 exception tables)
+        client._stats.error(exc)
+        raise
+    if options or isinstance(reply, Exception):
+        if type(reply) is ReadOnlyError and client.settings.address_resolver is not None:
+            reply = client._after_demotion(command, packed, options, conn, reply)
+        return client._finish(command, reply, options)
+    callback = _dict_get(client.response_callbacks, command)
+    if callback is not None:
+        return callback(reply)
+    return reply
 
 
 class SharedRoundTrip(redis.Redis):  # type: ignore[misc]
@@ -87,39 +139,7 @@ class SharedRoundTrip(redis.Redis):  # type: ignore[misc]
                             conn: Connection, reply: ReadOnlyError) -> Any: ...
         def _finish(self, command: str, reply: Any, options: Dict[str, Any]) -> Any: ...
 
-    def _round_trip(self, command: str, packed: bytes, options: Dict[str, Any],
-                    cache: Optional[ClientCache], args: Tuple[Any, ...]) -> Any:
-        """The shared connection's part of :meth:`execute_command`: queue the
-        packed command, wait for its reply, retry when safe, apply the
-        response callback. ``get`` and ``set`` come here directly (one Python
-        call and redis-py's per-call option dict fewer, the command name
-        known). ``cache`` and ``args`` matter only with client-side caching."""
-        if real_thread_id() != self._owner_thread:
-            check_thread(self._owner_thread)
-        conn = self._connection
-        if conn is None or conn.state is not _OPEN or len(conn._pending) >= conn.max_in_flight:
-            conn = self._usable_connection()
-        spare = conn.spare_waiters
-        waiter = spare.pop() if spare else Caller(conn.handoff)
-        slot = waiter if cache is None else cache.slot(conn, command, args, waiter, options)
-        conn.submit(packed, slot, NEVER_DECODE in options and slot is waiter)
-        try:
-            reply = waiter.get()  # TimeoutError after socket_timeout
-            spare.append(waiter)  # see Connection.spare_waiters
-        except self._retry.errors as exc:
-            reply = self._retry_command(command, packed, options, conn.opened, exc, None
-                                        if cache is None else cache.slot_for(command, args, options))
-        except RedisError as exc:  # free in the success path (3.11 exception tables)
-            self._stats.error(exc)
-            raise
-        if options or isinstance(reply, Exception):
-            if type(reply) is ReadOnlyError and self.settings.address_resolver is not None:
-                reply = self._after_demotion(command, packed, options, conn, reply)
-            return self._finish(command, reply, options)
-        callback = _dict_get(self.response_callbacks, command)
-        if callback is not None:
-            return callback(reply)
-        return reply
+    _round_trip = round_trip  # execute_command's way there
 
     def get(self, name: Any) -> Any:
         """``GET name`` (redis-py's ``get``, minus its per-call option dict).
@@ -151,7 +171,7 @@ class SharedRoundTrip(redis.Redis):  # type: ignore[misc]
             packed = GET_TEMPLATE % (len(key), key)
         else:
             packed = packer.pack(("GET", name))  # other types, or DataError
-        return self._round_trip("GET", packed, _NO_OPTIONS, None, ())
+        return round_trip(self, "GET", packed, _NO_OPTIONS, None, ())
 
     def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
         """``SET name value [...]``: redis-py's ``set``. The plain two-argument
@@ -189,4 +209,4 @@ class SharedRoundTrip(redis.Redis):  # type: ignore[misc]
             packed = SET_TEMPLATE % (len(key), key, len(data), data)
         else:
             packed = packer.pack(("SET", name, value))  # other types, or DataError
-        return self._round_trip("SET", packed, _NO_OPTIONS, None, ())
+        return round_trip(self, "SET", packed, _NO_OPTIONS, None, ())
