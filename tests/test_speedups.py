@@ -121,3 +121,25 @@ def test_mocks_of_get_and_execute_command_as_documented() -> None:
         assert r.get("k") == b"v"
     assert execute.call_args == mock.call(r, "GET", "k")
     r.close()
+
+
+def test_an_instance_submit_still_wins(r: geredis.Redis) -> None:
+    # connection.pxd makes submit a cpdef method, called in C by the round
+    # trip; an instance attribute of that name must still be what runs.
+    r.set("k", "v")
+    conn = r._connection
+    assert conn is not None
+    seen: list = []
+
+    def submit(packed: bytes, slot: Any, raw: bool = False) -> None:
+        seen.append(packed)
+        slot.switch(b"from the instance")
+
+    conn.submit = submit  # type: ignore[method-assign]
+    try:
+        assert r.get("k") == b"from the instance"
+        assert r.execute_command("GET", "k") == b"from the instance"
+    finally:
+        del conn.submit
+    assert seen == [b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"] * 2
+    assert r.get("k") == b"v"
