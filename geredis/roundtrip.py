@@ -17,8 +17,10 @@ to the shared connection and back, after ``execute_command`` has routed it:
   no cache is on; otherwise they call it as redis-py's would.
 
 This module, ``caller.py`` and ``connection.py`` are compiled by ``setup.py``
-when it can (``geredis/speedups.py``); the code is the same either way. Its
-functions then are Cython functions: ``mock.patch.object(geredis.Redis,
+when it can (``geredis/speedups.py``); the code is the same either way, and
+``roundtrip.pxd`` gives :func:`round_trip`'s locals C types (the round trip
+is a module function for that: a Python class's methods cannot have them).
+Its functions then are Cython functions: ``mock.patch.object(geredis.Redis,
 "get", autospec=True)`` makes a mock that is not passed ``self`` (patch
 without ``autospec``, or set ``GEREDIS_PURE_PYTHON=1``). Everything else of
 ``geredis.Redis``, ``execute_command`` first, stays plain Python in
@@ -101,7 +103,7 @@ def round_trip(client: SharedRoundTrip, command: str, packed: bytes, options: Di
         spare.append(waiter)  # see Connection.spare_waiters
     except client._retry.errors as exc:
         reply = client._retry_command(command, packed, options, conn.opened, exc, None
-                                    if cache is None else cache.slot_for(command, args, options))
+                                      if cache is None else cache.slot_for(command, args, options))
     except RedisError as exc:  # free in the success path (3.11 exception tables)
         client._stats.error(exc)
         raise
