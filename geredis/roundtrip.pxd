@@ -8,3 +8,5 @@ from .connection cimport Connection
 @cython.locals(conn=Connection, waiter=Caller, spare=list)
 cpdef object round_trip(object client, object command, object packed, object options,
                         object cache, object args)
+
+cdef bint _execute_command_replaced(object client) except -1

@@ -117,6 +117,25 @@ def round_trip(client: SharedRoundTrip, command: str, packed: bytes, options: Di
     return reply
 
 
+def _execute_command_replaced(client: SharedRoundTrip) -> bool:
+    """Whether ``client``'s ``execute_command`` is not the one ``client.py``
+    defines: then ``get`` and ``set`` call it, so that what replaced it sees
+    them. Its bound method lives only while this runs, so a caller waiting
+    for its reply keeps no GC-tracked object alive (see
+    ``Connection.spare_waiters``). Compiled, a C function (``roundtrip.pxd``).
+
+    Args:
+        client: the ``geredis.Redis`` about to send GET or SET.
+
+    Returns:
+        True when ``redis.Redis`` is instrumented, or ``execute_command`` is
+        replaced on the client's class or on the client itself.
+    """
+    own = client.execute_command
+    return (REDIS.execute_command is not PLAIN_EXECUTE_COMMAND
+            or type(own) is not MethodType or own.__func__ is not EXECUTE_COMMAND)
+
+
 class SharedRoundTrip(redis.Redis):  # type: ignore[misc]
     """The round trip of ``geredis.Redis`` on its shared connection (see the
     module's comment); ``client.py``'s ``Redis`` provides the rest."""
@@ -162,11 +181,8 @@ class SharedRoundTrip(redis.Redis):  # type: ignore[misc]
         """
         if self._cache is not None:
             return self._cache.get(cast("Redis", self), name)
-        if (REDIS.execute_command is not PLAIN_EXECUTE_COMMAND
-                or type(own := self.execute_command) is not MethodType
-                or own.__func__ is not EXECUTE_COMMAND):
+        if _execute_command_replaced(self):
             return self.execute_command("GET", name)  # wrapped or overridden: let it see GET
-        del own  # not kept while the caller waits (see Connection.spare_waiters on the GC)
         packer = self._packer
         key = name.encode() if type(name) is str and packer.utf8_strict else name
         if type(key) is bytes:
@@ -197,12 +213,8 @@ class SharedRoundTrip(redis.Redis):  # type: ignore[misc]
             redis.TimeoutError: as for :meth:`execute_command`, which this
                 calls (and which lists what else it raises).
         """
-        if (args or kwargs or self._cache is not None
-                or REDIS.execute_command is not PLAIN_EXECUTE_COMMAND
-                or type(own := self.execute_command) is not MethodType
-                or own.__func__ is not EXECUTE_COMMAND):
+        if args or kwargs or self._cache is not None or _execute_command_replaced(self):
             return super().set(name, value, *args, **kwargs)  # ends in execute_command
-        del own  # not kept while the caller waits (see Connection.spare_waiters on the GC)
         packer = self._packer
         utf8 = packer.utf8_strict
         key = name.encode() if type(name) is str and utf8 else name

@@ -23,7 +23,8 @@ import os
 import sys
 from typing import Any, Optional, Sequence, Tuple
 
-__all__ = ["COMPILED_MODULES", "compiled_modules", "install", "stale_modules"]
+__all__ = ["COMPILED_MODULES", "compiled_modules", "install", "pure_python_requested",
+           "stale_modules"]
 
 #: What a command crosses between ``r.get()`` and its reply.
 COMPILED_MODULES = ("geredis.caller", "geredis.connection", "geredis.roundtrip")
@@ -47,12 +48,21 @@ class _PythonSource(importlib.abc.MetaPathFinder):
         return None
 
 
+def pure_python_requested() -> bool:
+    """Whether the environment asks for the ``.py`` files.
+
+    Returns:
+        True when ``GEREDIS_PURE_PYTHON`` is ``1``, ``true`` or ``yes``.
+    """
+    return os.environ.get(PURE_PYTHON, "").lower() in ("1", "true", "yes")
+
+
 def install() -> None:
-    """With ``GEREDIS_PURE_PYTHON=1`` (or ``true``/``yes``) in the
-    environment, load the modules of :data:`COMPILED_MODULES` from their
-    ``.py`` files from now on. Called by ``geredis/__init__.py`` before it
-    imports them; does nothing otherwise, or a second time."""
-    if os.environ.get(PURE_PYTHON, "").lower() not in ("1", "true", "yes"):
+    """When :func:`pure_python_requested`, load the modules of
+    :data:`COMPILED_MODULES` from their ``.py`` files from now on. Called by
+    ``geredis/__init__.py`` before it imports them; does nothing otherwise,
+    or a second time."""
+    if not pure_python_requested():
         return
     if not any(isinstance(finder, _PythonSource) for finder in sys.meta_path):
         sys.meta_path.insert(0, _PythonSource())

@@ -44,7 +44,7 @@ def pytest_report_header() -> str:
 def pytest_sessionstart(session: pytest.Session) -> None:
     # An edited .py beside its compiled module: the tests would run the old code.
     stale = speedups.stale_modules()
-    if stale and not os.environ.get(speedups.PURE_PYTHON):
+    if stale and not speedups.pure_python_requested():
         raise pytest.UsageError(
             f"{', '.join(stale)}: the .py changed after it was compiled; run ./dev build"
             " (or set GEREDIS_PURE_PYTHON=1)")

@@ -63,8 +63,7 @@ def probe(port: int, **env: str) -> Dict[str, Any]:
 
 
 def test_this_process_runs_what_was_built() -> None:
-    pure = os.environ.get(speedups.PURE_PYTHON, "").lower() in ("1", "true", "yes")
-    expected = built() and not pure
+    expected = built() and not speedups.pure_python_requested()
     assert geredis.COMPILED is expected
     assert speedups.compiled_modules() == (speedups.COMPILED_MODULES if expected else ())
 
